@@ -1,0 +1,223 @@
+// Command ballast is a load balancer and high-availability front end for HTTP
+// and TCP services. See the README for the commands and the config reference.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"syscall"
+
+	"ballast/internal/config"
+	"ballast/internal/server"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+const usage = `usage: ballast <command> [flags]
+
+commands:
+  run -c FILE        run the balancer until SIGTERM/SIGINT (SIGHUP reloads FILE)
+  validate -c FILE   check a config; print every problem as FILE:LINE: field: message
+  version            print version, commit and Go version
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run dispatches a command line and returns the process exit code.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "run":
+		return cmdRun(args[1:], stderr)
+	case "validate":
+		return cmdValidate(args[1:], stdout, stderr)
+	case "version", "--version", "-v":
+		fmt.Fprintln(stdout, versionString())
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "ballast: unknown command %q\n\n%s", args[0], usage)
+	return 2
+}
+
+func versionString() string {
+	commit, modified := "unknown", ""
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				commit = s.Value
+			case "vcs.modified":
+				if s.Value == "true" {
+					modified = " (modified)"
+				}
+			}
+		}
+	}
+	return fmt.Sprintf("ballast %s commit %s%s %s %s/%s", version, commit, modified,
+		runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+// configFlag parses the flags shared by run and validate.
+func configFlags(name string, args []string, stderr io.Writer) (file string, logFormat string, logLevel slog.Level, ok bool) {
+	fs := flag.NewFlagSet("ballast "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&file, "c", "", "config file (YAML)")
+	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
+	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return "", "", 0, false
+	}
+	if file == "" || fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "usage: ballast %s -c FILE\n", name)
+		return "", "", 0, false
+	}
+	if err := logLevel.UnmarshalText([]byte(*level)); err != nil {
+		fmt.Fprintf(stderr, "ballast: -log-level: %v\n", err)
+		return "", "", 0, false
+	}
+	if logFormat != "text" && logFormat != "json" {
+		fmt.Fprintf(stderr, "ballast: -log-format must be text or json\n")
+		return "", "", 0, false
+	}
+	return file, logFormat, logLevel, true
+}
+
+// printProblems writes every config problem, one per line, and returns true if
+// there was any.
+func printProblems(w io.Writer, err error) {
+	var ps config.Problems
+	if errors.As(err, &ps) {
+		for _, p := range ps {
+			fmt.Fprintln(w, p.String())
+		}
+		return
+	}
+	fmt.Fprintf(w, "ballast: %v\n", err)
+}
+
+func cmdValidate(args []string, stdout, stderr io.Writer) int {
+	file, _, _, ok := configFlags("validate", args, stderr)
+	if !ok {
+		return 2
+	}
+	if _, err := config.Load(file); err != nil {
+		printProblems(stderr, err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: ok\n", file)
+	return 0
+}
+
+func cmdRun(args []string, stderr io.Writer) int {
+	file, format, level, ok := configFlags("run", args, stderr)
+	if !ok {
+		return 2
+	}
+	cfg, err := config.Load(file)
+	if err != nil {
+		printProblems(stderr, err)
+		return 1
+	}
+	log := newLogger(stderr, format, level)
+	warnUnimplemented(cfg, log)
+	srv, err := server.New(cfg, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "ballast: %v\n", err)
+		return 1
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go reloadOnHUP(ctx, hup, file, srv, log)
+
+	log.Info("ballast starting", "version", version, "config", file, "pid", os.Getpid())
+	if err := srv.Run(ctx); err != nil {
+		fmt.Fprintf(stderr, "ballast: %v\n", err)
+		return 1
+	}
+	log.Info("ballast stopped")
+	return 0
+}
+
+// reloadOnHUP reloads the config file on every SIGHUP until ctx is done. A
+// config with problems is rejected whole: every problem is logged and the
+// running config keeps serving.
+func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, file string, srv *server.Server, log *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		cfg, err := config.Load(file)
+		if err != nil {
+			var ps config.Problems
+			if errors.As(err, &ps) {
+				for _, p := range ps {
+					log.Error("reload rejected", "problem", p.String())
+				}
+			} else {
+				log.Error("reload rejected", "err", err)
+			}
+			continue
+		}
+		warnUnimplemented(cfg, log)
+		if err := srv.Reload(cfg); err != nil {
+			log.Error("reload rejected", "err", err)
+		}
+	}
+}
+
+func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// warnUnimplemented names the config sections this version accepts (they are
+// part of the contract) but does not act on yet, so nobody relies on them
+// unknowingly.
+func warnUnimplemented(cfg *config.Config, log *slog.Logger) {
+	warn := func(path string) {
+		log.Warn("config section accepted but not active in this version", "field", path)
+	}
+	if cfg.Admin != nil {
+		warn("admin")
+	}
+	if cfg.Cluster != nil {
+		warn("cluster")
+	}
+	for _, name := range cfg.PoolOrder {
+		p := cfg.Pools[name]
+		for field, set := range map[string]bool{
+			"queue": p.Queue != nil, "health_check": p.HealthCheck != nil, "passive": p.Passive != nil,
+			"retries": p.Retries != nil, "slow_start": p.SlowStart != 0, "launch": p.Launch != nil,
+		} {
+			if set {
+				warn("pools." + name + "." + field)
+			}
+		}
+	}
+}

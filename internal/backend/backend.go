@@ -1,0 +1,176 @@
+// Package backend holds one upstream server's identity and its live counters.
+//
+// A *Backend is shared by every snapshot that names it: the pool registry keeps the
+// same pointer across reloads and run-time changes, so health state, in-flight counts
+// and latency history survive them. Every mutable field is an atomic; the request
+// path reads and updates a Backend without taking a lock.
+package backend
+
+import (
+	"math"
+	"sync/atomic"
+	"time"
+)
+
+// State is a backend's administrative and health state (see CONTRACT.md).
+type State int32
+
+// Backend states. Only StateUp receives new requests.
+const (
+	StateUp       State = iota // healthy and in rotation
+	StateDown                  // failed active health checks
+	StateEjected               // ejected by passive outlier detection
+	StateDraining              // no new requests; in-flight ones finish
+	StateStarting              // launched by ballast, not yet healthy
+)
+
+var stateNames = [...]string{"up", "down", "ejected", "draining", "starting"}
+
+// String returns the contract's lower-case name of s.
+func (s State) String() string {
+	if s >= 0 && int(s) < len(stateNames) {
+		return stateNames[s]
+	}
+	return "unknown"
+}
+
+// Backend is one upstream server (an address) inside one pool.
+type Backend struct {
+	// Addr is the backend's host:port. Immutable.
+	Addr string
+	// ID is a short stable identifier derived from the pool name and Addr; sticky
+	// cookies carry it. Immutable.
+	ID string
+
+	weight   atomic.Int32
+	maxConns atomic.Int32
+	state    atomic.Int32
+	backup   atomic.Bool
+
+	inFlight atomic.Int64
+	requests atomic.Uint64
+	failures atomic.Uint64
+
+	// latency EWMA in nanoseconds (float64 bits) and the time of its last update
+	// (Unix nanoseconds); see ObserveLatency.
+	ewmaBits   atomic.Uint64
+	ewmaUpdate atomic.Int64
+}
+
+// New returns a backend in state up with the given weight (values below 1 count as 1).
+func New(pool, addr string, weight int) *Backend {
+	b := &Backend{Addr: addr, ID: StickyID(pool, addr)}
+	b.SetWeight(weight)
+	return b
+}
+
+// Weight returns the backend's configured weight (>= 1).
+func (b *Backend) Weight() int { return int(b.weight.Load()) }
+
+// SetWeight changes the weight; values below 1 count as 1. Balancers read weights
+// when they are built, so a change takes effect with the next snapshot.
+func (b *Backend) SetWeight(w int) {
+	if w < 1 {
+		w = 1
+	}
+	b.weight.Store(int32(w))
+}
+
+// Backup reports whether the backend is a backup: it gets traffic only while no
+// primary backend of its pool is usable.
+func (b *Backend) Backup() bool { return b.backup.Load() }
+
+// SetBackup marks the backend as a backup (or a primary). Pools read the mark
+// when they build a snapshot.
+func (b *Backend) SetBackup(v bool) { b.backup.Store(v) }
+
+// MaxConns returns the per-backend concurrency limit, 0 meaning unlimited.
+func (b *Backend) MaxConns() int { return int(b.maxConns.Load()) }
+
+// SetMaxConns sets the per-backend concurrency limit (0 = unlimited).
+func (b *Backend) SetMaxConns(n int) { b.maxConns.Store(int32(max(n, 0))) }
+
+// State returns the current state.
+func (b *Backend) State() State { return State(b.state.Load()) }
+
+// SetState changes the state and reports the previous one.
+func (b *Backend) SetState(s State) State { return State(b.state.Swap(int32(s))) }
+
+// Usable reports whether the backend may receive a new request now: it is up
+// and, if it has a concurrency limit, below it.
+func (b *Backend) Usable() bool {
+	if State(b.state.Load()) != StateUp {
+		return false
+	}
+	if m := b.maxConns.Load(); m > 0 && b.inFlight.Load() >= int64(m) {
+		return false
+	}
+	return true
+}
+
+// InFlight returns the number of requests (or TCP connections) being served now.
+func (b *Backend) InFlight() int64 { return b.inFlight.Load() }
+
+// Requests returns the total number of requests sent to the backend.
+func (b *Backend) Requests() uint64 { return b.requests.Load() }
+
+// Failures returns the total number of failed exchanges with the backend.
+func (b *Backend) Failures() uint64 { return b.failures.Load() }
+
+// Acquire counts a new request in flight. Every Acquire is paired with one Release.
+func (b *Backend) Acquire() {
+	b.inFlight.Add(1)
+	b.requests.Add(1)
+}
+
+// Release ends a request begun with Acquire. failed reports a failed exchange
+// (connect error, reset, timeout, 5xx from the backend).
+func (b *Backend) Release(failed bool) {
+	b.inFlight.Add(-1)
+	if failed {
+		b.failures.Add(1)
+	}
+}
+
+// latencyTau is the time constant of the latency average: a sample's influence
+// falls to 1/e after this long, so the average follows a backend that slows down
+// or recovers within seconds, whatever the request rate.
+const latencyTau = 10 * time.Second
+
+// ObserveLatency folds one response time into the time-decaying average.
+// The weight of the old average is exp(-Δt/τ) with τ = 10s, so it decays by
+// elapsed time rather than by sample count.
+func (b *Backend) ObserveLatency(d time.Duration, now time.Time) {
+	ns := now.UnixNano()
+	sample := float64(d)
+	for {
+		oldBits := b.ewmaBits.Load()
+		last := b.ewmaUpdate.Load()
+		var next float64
+		if last == 0 {
+			next = sample
+		} else {
+			dt := float64(ns - last)
+			if dt < 0 {
+				dt = 0
+			}
+			w := math.Exp(-dt / float64(latencyTau))
+			// Keep at least a little of each new sample even when many arrive
+			// in the same instant, so bursts still move the average.
+			w = min(w, 0.9)
+			next = math.Float64frombits(oldBits)*w + sample*(1-w)
+		}
+		if b.ewmaBits.CompareAndSwap(oldBits, math.Float64bits(next)) {
+			b.ewmaUpdate.Store(ns)
+			return
+		}
+	}
+}
+
+// Latency returns the decaying average response time, or 0 before any sample.
+func (b *Backend) Latency() time.Duration {
+	if b.ewmaUpdate.Load() == 0 {
+		return 0
+	}
+	return time.Duration(math.Float64frombits(b.ewmaBits.Load()))
+}

@@ -1,0 +1,96 @@
+// Package proxy is ballast's data path.
+//
+// It is split at one seam. The engine-independent half (dispatch.go, errors.go)
+// routes a request, picks and acquires a backend, and accounts for the
+// outcome; it sees a request only as a balancer.Request. The engine half
+// (engine.go and its helpers for net/http; tcp.go for TCP) moves the bytes.
+// A different HTTP engine replaces only the engine half: routing, balancing
+// and outcome accounting (and, later, health and retries) stay as they are.
+package proxy
+
+import (
+	"sync/atomic"
+	"time"
+
+	"ballast/internal/backend"
+	"ballast/internal/balancer"
+	"ballast/internal/pool"
+	"ballast/internal/router"
+)
+
+// Timeouts bound one exchange with a backend.
+type Timeouts struct {
+	Connect        time.Duration
+	ResponseHeader time.Duration
+	Idle           time.Duration
+}
+
+// Upstream is a pool as the data path uses it: the pool (backends and balancer)
+// plus how to talk to its backends. An Upstream lives as long as its pool's
+// config does not change the way connections are made, so reloads keep its idle
+// keep-alive connections.
+type Upstream struct {
+	Pool     *pool.Pool
+	Timeouts Timeouts
+
+	transport *transport // engine state: idle connections to the backends
+}
+
+// Table is a listener's routing table, swapped atomically on reload.
+type Table = router.Table[*Upstream]
+
+// Dispatcher is the engine-independent half of an HTTP listener's data path.
+type Dispatcher struct {
+	table atomic.Pointer[Table]
+	clock func() time.Time
+}
+
+// NewDispatcher returns a dispatcher serving table.
+func NewDispatcher(table *Table) *Dispatcher {
+	d := &Dispatcher{clock: time.Now}
+	d.table.Store(table)
+	return d
+}
+
+// SetTable atomically replaces the routing table; requests already routed
+// finish on the old one.
+func (d *Dispatcher) SetTable(t *Table) { d.table.Store(t) }
+
+// Attempt is one try of a request on one backend. The zero Attempt is invalid.
+type Attempt struct {
+	Upstream *Upstream
+	Backend  *backend.Backend
+	// SetCookie is a Set-Cookie value the response must carry (sticky), or "".
+	SetCookie string
+	start     time.Time
+}
+
+// Begin routes r, picks a backend and counts the request in flight on it.
+// Every successful Begin is paired with one Attempt.End.
+func (d *Dispatcher) Begin(r *balancer.Request) (Attempt, error) {
+	up, ok := d.table.Load().Match(r.Host, r.Path)
+	if !ok {
+		return Attempt{}, ErrNoRoute
+	}
+	b, cookie := up.Pool.Pick(r)
+	if b == nil {
+		return Attempt{}, ErrNoBackend
+	}
+	b.Acquire()
+	return Attempt{Upstream: up, Backend: b, SetCookie: cookie, start: d.clock()}, nil
+}
+
+// Responded records that the backend's response header arrived: the time since
+// Begin is the backend's response time, which least_time follows.
+func (d *Dispatcher) Responded(a *Attempt) {
+	now := d.clock()
+	a.Backend.ObserveLatency(now.Sub(a.start), now)
+}
+
+// End finishes an attempt: the request is no longer in flight on the backend.
+// status is the backend's status code (0 if none arrived); err the failure, if
+// any. A failure the client caused (it went away) is not held against the backend.
+func (d *Dispatcher) End(a *Attempt, status int, err error) {
+	failed := status >= 500 || err != nil && StatusFor(err) != StatusClientClosed
+	a.Backend.Release(failed)
+}

@@ -1,0 +1,208 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+
+	"ballast/internal/balancer"
+	"ballast/internal/pool"
+)
+
+// NewUpstream returns the data path's view of pool p, talking to its backends
+// with timeouts t. Close it when it is no longer used.
+func NewUpstream(p *pool.Pool, t Timeouts) *Upstream {
+	return &Upstream{Pool: p, Timeouts: t, transport: newTransport(t)}
+}
+
+// Close drops the upstream's idle backend connections.
+func (u *Upstream) Close() { u.transport.close() }
+
+// Handler is the net/http engine of one HTTP listener: it parses nothing itself
+// (net/http does), asks the Dispatcher where each request goes, and moves the
+// request and response bodies, streaming, in both directions.
+type Handler struct {
+	d       *Dispatcher
+	log     *slog.Logger
+	tls     bool
+	tunnels tunnels
+	bufs    sync.Pool // *[]byte copy buffers, kept per processor: lock-free in the common case
+}
+
+// NewHandler returns the engine for a listener; tls says whether clients
+// arrive over TLS (for X-Forwarded-Proto).
+func NewHandler(d *Dispatcher, log *slog.Logger, tls bool) *Handler {
+	h := &Handler{d: d, log: log, tls: tls}
+	h.bufs.New = func() any { b := make([]byte, copyBufSize); return &b }
+	return h
+}
+
+// ServeHTTP proxies one request.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	clientIP := clientAddr(r.RemoteAddr)
+	breq := balancer.Request{
+		ClientIP: clientIP,
+		Host:     r.Host,
+		Path:     r.URL.Path,
+		RawQuery: r.URL.RawQuery,
+		Header:   r.Header,
+	}
+	a, err := h.d.Begin(&breq)
+	if err != nil {
+		h.fail(w, r, err, "")
+		return
+	}
+	status, abort, err := h.forward(w, r, &a, clientIP)
+	h.d.End(&a, status, err)
+	if abort {
+		// The response header is out and the body broke off: abort the client
+		// connection so the client sees a truncated response, never a
+		// complete-looking one.
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// forward sends r to a.Backend and copies the response back. It returns the
+// backend's status (0 if none), whether the client connection must be aborted,
+// and the failure, if any.
+func (h *Handler) forward(w http.ResponseWriter, r *http.Request, a *Attempt, clientIP netip.Addr) (int, bool, error) {
+	ctx := r.Context()
+	out := r.WithContext(ctx) // shallow copy; the header is rewritten in place
+	u := *r.URL
+	u.Scheme, u.Host = "http", a.Backend.Addr
+	out.URL = &u
+	out.RequestURI = ""
+	out.Close = false
+	if r.ContentLength == 0 {
+		out.Body = nil // no body: lets the transport reuse the connection freely
+	}
+	ip := ""
+	if clientIP.IsValid() {
+		ip = clientIP.String()
+	}
+	upgrade := upgradeType(r.Header)
+	prepareRequestHeader(out.Header, ip, r.Host, h.tls)
+
+	resp, err := a.Upstream.transport.rt.RoundTrip(out)
+	if err != nil {
+		err = classify(ctx, err)
+		h.fail(w, r, err, a.Backend.Addr)
+		return 0, false, err
+	}
+	h.d.Responded(a)
+
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		if upgrade == "" || !strings.EqualFold(upgradeType(resp.Header), upgrade) {
+			resp.Body.Close()
+			err := errors.Join(ErrBadResponse, errors.New("101 Switching Protocols without a matching upgrade request"))
+			h.fail(w, r, err, a.Backend.Addr)
+			return 0, false, err
+		}
+		return resp.StatusCode, false, h.tunnel(w, resp)
+	}
+	return h.copyResponse(w, resp, a)
+}
+
+// copyResponse writes the backend's response to the client, streaming its body.
+func (h *Handler) copyResponse(w http.ResponseWriter, resp *http.Response, a *Attempt) (int, bool, error) {
+	defer resp.Body.Close()
+	removeHopHeaders(resp.Header)
+	dst := w.Header()
+	copyHeader(dst, resp.Header)
+	announced := len(resp.Trailer)
+	if announced > 0 {
+		names := make([]string, 0, announced)
+		for k := range resp.Trailer {
+			names = append(names, k)
+		}
+		dst["Trailer"] = names
+	}
+	if a.SetCookie != "" {
+		dst.Add("Set-Cookie", a.SetCookie)
+	}
+	w.WriteHeader(resp.StatusCode)
+
+	// A response of unknown length (chunked, server-sent events) is flushed as
+	// it arrives, so streams reach the client at once.
+	flush := resp.ContentLength == -1
+	werr, rerr := h.copyBody(w, resp.Body, flush)
+	switch {
+	case werr != nil: // the client went away; nothing left to tell it
+		return resp.StatusCode, false, errors.Join(ErrClientGone, werr)
+	case rerr != nil:
+		h.log.Warn("backend response body broke off", "backend", a.Backend.Addr, "err", rerr)
+		return resp.StatusCode, true, errors.Join(ErrBadResponse, rerr)
+	}
+	if len(resp.Trailer) > 0 {
+		for k, vv := range resp.Trailer {
+			if len(resp.Trailer) != announced {
+				k = http.TrailerPrefix + k // a trailer the header did not announce
+			}
+			dst[k] = vv
+		}
+	}
+	return resp.StatusCode, false, nil
+}
+
+// copyBufSize is the size of the buffers bodies are streamed through.
+const copyBufSize = 32 << 10
+
+// copyBody streams src to w. It returns the write error (the client's side) and
+// the read error (the backend's side) separately; io.EOF is not an error.
+func (h *Handler) copyBody(w http.ResponseWriter, src io.Reader, flush bool) (werr, rerr error) {
+	bp := h.bufs.Get().(*[]byte)
+	defer h.bufs.Put(bp)
+	buf := *bp
+	rc := http.NewResponseController(w)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if _, werr = w.Write(buf[:n]); werr != nil {
+				return werr, nil
+			}
+			if flush {
+				if werr = rc.Flush(); werr != nil {
+					return werr, nil
+				}
+			}
+		}
+		if err == io.EOF {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// fail answers a request that could not be proxied, with the status StatusFor
+// chooses and a short body. A client that went away gets nothing.
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error, backendAddr string) {
+	status := StatusFor(err)
+	if status == StatusClientClosed {
+		return
+	}
+	if status >= 500 {
+		h.log.Warn("proxy error", "status", status, "method", r.Method, "host", r.Host,
+			"path", r.URL.Path, "backend", backendAddr, "err", err)
+	}
+	hd := w.Header()
+	hd.Set("Content-Type", "text/plain; charset=utf-8")
+	hd.Set("X-Content-Type-Options", "nosniff")
+	hd.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	io.WriteString(w, errorBody(status))
+}
+
+// clientAddr parses the client's address from http.Request.RemoteAddr.
+func clientAddr(remote string) netip.Addr {
+	ap, err := netip.ParseAddrPort(remote)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}

@@ -1,0 +1,154 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+
+	"ballast/internal/backend"
+	"ballast/internal/balancer"
+)
+
+// tcpConnectTries is how many backends a TCP connection tries before the
+// client is turned away.
+const tcpConnectTries = 3
+
+// TCPProxy is the TCP engine: every accepted connection goes to one backend of
+// the listener's pool, and bytes are copied both ways (by splice(2) where the
+// kernel allows) until both sides have closed.
+type TCPProxy struct {
+	log *slog.Logger
+	up  atomic.Pointer[Upstream]
+
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// NewTCPProxy returns a TCP engine; SetUpstream must be called before Serve.
+func NewTCPProxy(log *slog.Logger) *TCPProxy {
+	return &TCPProxy{log: log, conns: make(map[net.Conn]struct{})}
+}
+
+// SetUpstream atomically sets the pool new connections go to.
+func (p *TCPProxy) SetUpstream(u *Upstream) { p.up.Store(u) }
+
+// Serve accepts connections on ln until it is closed.
+func (p *TCPProxy) Serve(ln net.Listener) error {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return err
+		}
+		if !p.track(c) {
+			c.Close()
+			continue
+		}
+		p.wg.Go(func() {
+			defer p.untrack(c)
+			p.handle(c)
+		})
+	}
+}
+
+func (p *TCPProxy) track(c net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return false
+	}
+	p.conns[c] = struct{}{}
+	return true
+}
+
+func (p *TCPProxy) untrack(c net.Conn) {
+	p.mu.Lock()
+	delete(p.conns, c)
+	p.mu.Unlock()
+}
+
+// Shutdown waits for open connections to end until ctx is done, then closes
+// them. The caller closes the listener first.
+func (p *TCPProxy) Shutdown(ctx context.Context) {
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	done := make(chan struct{})
+	go func() { p.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		p.mu.Lock()
+		for c := range p.conns {
+			c.Close()
+		}
+		p.mu.Unlock()
+		<-done
+	}
+}
+
+// handle serves one client connection.
+func (p *TCPProxy) handle(client net.Conn) {
+	defer client.Close()
+	up := p.up.Load()
+	req := balancer.Request{ClientIP: clientAddr(client.RemoteAddr().String())}
+	var tried [tcpConnectTries]*backend.Backend
+	for i := range tcpConnectTries {
+		b, _ := up.Pool.Pick(&req)
+		if b == nil || contains(tried[:i], b) {
+			break
+		}
+		tried[i] = b
+		b.Acquire()
+		back, err := net.DialTimeout("tcp", b.Addr, up.Timeouts.Connect)
+		if err != nil {
+			b.Release(true)
+			p.log.Warn("tcp connect failed", "backend", b.Addr, "err", err)
+			continue
+		}
+		pipe(client, back)
+		b.Release(false)
+		return
+	}
+}
+
+func contains(bs []*backend.Backend, b *backend.Backend) bool {
+	for _, x := range bs {
+		if x == b {
+			return true
+		}
+	}
+	return false
+}
+
+// pipe copies both ways until both directions are done, passing a half-close
+// (one side's FIN) on to the other side.
+func pipe(a, b net.Conn) {
+	defer b.Close()
+	done := make(chan struct{})
+	go func() {
+		io.Copy(b, a)
+		closeWrite(b)
+		close(done)
+	}()
+	io.Copy(a, b)
+	closeWrite(a)
+	<-done
+}
+
+func closeWrite(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+		return
+	}
+	c.Close()
+}

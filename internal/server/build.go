@@ -1,0 +1,108 @@
+package server
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+
+	"ballast/internal/backend"
+	"ballast/internal/balancer"
+	"ballast/internal/config"
+	"ballast/internal/pool"
+	"ballast/internal/proxy"
+	"ballast/internal/router"
+)
+
+// poolSettings turns a pool's config into the balancer settings of its snapshot.
+func poolSettings(pc *config.Pool) (pool.Settings, error) {
+	s := pool.Settings{Algorithm: pc.Algorithm}
+	if pc.HashOn != "" {
+		h, err := balancer.ParseHashOn(pc.HashOn)
+		if err != nil {
+			return s, err
+		}
+		s.HashOn = h
+	}
+	if pc.Sticky != nil {
+		s.StickyCookie = pc.Sticky.Cookie
+		s.StickyTTL = pc.Sticky.TTL.D()
+	}
+	return s, nil
+}
+
+func timeouts(pc *config.Pool) proxy.Timeouts {
+	return proxy.Timeouts{
+		Connect:        pc.Timeouts.Connect.D(),
+		ResponseHeader: pc.Timeouts.ResponseHeader.D(),
+		Idle:           pc.Timeouts.Idle.D(),
+	}
+}
+
+// upstreams holds the pools and their data-path views for one config.
+type upstreams map[string]*proxy.Upstream
+
+// buildUpstreams creates or updates every pool of cfg. Pools and upstreams
+// that already exist in old are updated in place (keeping their backends'
+// state and their idle connections) unless their timeouts changed, in which
+// case the pool is kept and a new upstream made. It returns the new set and the
+// upstreams of old that are no longer used.
+func (s *Server) buildUpstreams(cfg *config.Config, old upstreams) (upstreams, []*proxy.Upstream, error) {
+	next := make(upstreams, len(cfg.Pools))
+	keep := make(map[string][]string, len(cfg.Pools))
+	for _, name := range cfg.PoolOrder {
+		pc := cfg.Pools[name]
+		settings, err := poolSettings(pc)
+		if err != nil {
+			return nil, nil, fmt.Errorf("pool %q: %w", name, err)
+		}
+		bs := make([]*backend.Backend, 0, len(pc.Backends))
+		for _, bc := range pc.Backends {
+			bs = append(bs, s.reg.Backend(name, pool.Spec{
+				Addr: bc.Addr, Weight: bc.Weight, MaxConns: bc.MaxConns, Backup: bc.Backup,
+			}))
+			keep[name] = append(keep[name], bc.Addr)
+		}
+		t := timeouts(pc)
+		if up, ok := old[name]; ok {
+			if err := up.Pool.Update(settings, bs); err != nil {
+				return nil, nil, err
+			}
+			if up.Timeouts == t {
+				next[name] = up
+				continue
+			}
+			next[name] = proxy.NewUpstream(up.Pool, t)
+			continue
+		}
+		p, err := pool.New(name, settings, bs)
+		if err != nil {
+			return nil, nil, err
+		}
+		next[name] = proxy.NewUpstream(p, t)
+	}
+	var retired []*proxy.Upstream
+	for _, name := range slices.Sorted(maps.Keys(old)) {
+		if next[name] != old[name] {
+			retired = append(retired, old[name])
+		}
+	}
+	s.reg.Retain(keep)
+	return next, retired, nil
+}
+
+// routeTable builds an HTTP listener's routing table over ups.
+func routeTable(lc *config.Listener, ups upstreams) (*proxy.Table, error) {
+	routes := make([]router.Route[*proxy.Upstream], 0, len(lc.Routes))
+	for _, rc := range lc.Routes {
+		up, ok := ups[rc.Pool]
+		if !ok {
+			return nil, fmt.Errorf("listener %q: route to undefined pool %q", lc.Name, rc.Pool)
+		}
+		routes = append(routes, router.Route[*proxy.Upstream]{Host: rc.Host, PathPrefix: rc.PathPrefix, Target: up})
+	}
+	t, err := router.New(routes)
+	if err != nil {
+		return nil, fmt.Errorf("listener %q: %w", lc.Name, err)
+	}
+	return t, nil
+}

@@ -1,0 +1,144 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"ballast/internal/config"
+	"ballast/internal/proxy"
+)
+
+// Client-side limits of HTTP listeners. They protect a small server out of the
+// box; see the README's config reference.
+const (
+	// readHeaderTimeout bounds how long a client may take to send a request
+	// header (slow-header attacks).
+	readHeaderTimeout = 10 * time.Second
+	// clientIdleTimeout closes a client's keep-alive connection after this
+	// long without a request.
+	clientIdleTimeout = 120 * time.Second
+	// maxHeaderBytes caps a request's header block.
+	maxHeaderBytes = 64 << 10
+)
+
+// listener is one bound socket and the engine serving it.
+type listener struct {
+	cfg config.Listener
+	ln  net.Listener
+
+	// http
+	disp    *proxy.Dispatcher
+	handler *proxy.Handler
+	srv     *http.Server
+	tlsConf *tls.Config
+
+	// tcp
+	tcp *proxy.TCPProxy
+}
+
+// newListener binds lc's address and prepares its engine. It serves nothing
+// until setUpstreams and serve are called.
+func (s *Server) newListener(lc *config.Listener) (*listener, error) {
+	l := &listener{cfg: *lc}
+	if lc.TLS != nil {
+		cert, err := tls.LoadX509KeyPair(lc.TLS.Cert, lc.TLS.Key)
+		if err != nil {
+			return nil, fmt.Errorf("listener %q: tls: %w", lc.Name, err)
+		}
+		l.tlsConf = &tls.Config{
+			Certificates: []tls.Certificate{cert},
+			MinVersion:   tls.VersionTLS12,
+		}
+	}
+	ln, err := net.Listen("tcp", lc.Listen)
+	if err != nil {
+		return nil, bindError(lc, err)
+	}
+	l.ln = ln
+	log := s.log.With("listener", lc.Name)
+	switch lc.Protocol {
+	case "tcp":
+		l.tcp = proxy.NewTCPProxy(log)
+	default:
+		l.disp = proxy.NewDispatcher(nil)
+		l.handler = proxy.NewHandler(l.disp, log, lc.TLS != nil)
+		l.srv = &http.Server{
+			Handler:           l.handler,
+			ReadHeaderTimeout: readHeaderTimeout,
+			IdleTimeout:       clientIdleTimeout,
+			MaxHeaderBytes:    maxHeaderBytes,
+			TLSConfig:         l.tlsConf,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		}
+	}
+	return l, nil
+}
+
+// sameSocket reports whether lc can keep l's socket across a reload.
+func (l *listener) sameSocket(lc *config.Listener) bool {
+	return l.cfg.Listen == lc.Listen && l.cfg.Protocol == lc.Protocol &&
+		(l.cfg.TLS == nil) == (lc.TLS == nil) &&
+		(l.cfg.TLS == nil || *l.cfg.TLS == *lc.TLS)
+}
+
+// setUpstreams points the listener at the pools of a (new) config.
+func (l *listener) setUpstreams(ups upstreams) error {
+	if l.tcp != nil {
+		up, ok := ups[l.cfg.Pool]
+		if !ok {
+			return fmt.Errorf("listener %q: undefined pool %q", l.cfg.Name, l.cfg.Pool)
+		}
+		l.tcp.SetUpstream(up)
+		return nil
+	}
+	t, err := routeTable(&l.cfg, ups)
+	if err != nil {
+		return err
+	}
+	l.disp.SetTable(t)
+	return nil
+}
+
+// serve runs the accept loop until shutdown.
+func (l *listener) serve() error {
+	var err error
+	switch {
+	case l.tcp != nil:
+		err = l.tcp.Serve(l.ln)
+	case l.tlsConf != nil:
+		err = l.srv.ServeTLS(l.ln, "", "")
+	default:
+		err = l.srv.Serve(l.ln)
+	}
+	if errors.Is(err, http.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// shutdown stops accepting, waits up to timeout for in-flight requests and
+// tunnels to finish, then closes what is left.
+func (l *listener) shutdown(timeout time.Duration, log *slog.Logger) {
+	ctx, cancel := graceDeadline(timeout)
+	defer cancel()
+	if l.tcp != nil {
+		l.ln.Close()
+		l.tcp.Shutdown(ctx)
+		return
+	}
+	done := make(chan struct{})
+	go func() { l.handler.Shutdown(ctx); close(done) }()
+	if err := l.srv.Shutdown(ctx); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			log.Warn("shutdown timeout: closing connections still open", "listener", l.cfg.Name)
+		}
+		l.srv.Close()
+	}
+	<-done
+}

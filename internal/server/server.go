@@ -1,0 +1,216 @@
+// Package server is ballast's composition root: it turns a config into pools,
+// routing tables and listeners, swaps them on reload, and owns the lifetime of
+// every goroutine it starts — Run returns only when all of them have stopped.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"slices"
+	"sync"
+	"time"
+
+	"ballast/internal/config"
+	"ballast/internal/pool"
+)
+
+// Server runs one ballast instance.
+type Server struct {
+	log *slog.Logger
+	reg *pool.Registry
+
+	mu        sync.Mutex // serialises Run's start, Reload and shutdown; never on the request path
+	cfg       *config.Config
+	ups       upstreams
+	listeners map[string]*listener
+	running   bool
+	wg        sync.WaitGroup // one per serving listener goroutine
+	ready     chan struct{}  // closed once every listener is bound
+}
+
+// New prepares a server for cfg (already validated). It binds nothing yet.
+func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
+	s := &Server{
+		log:       log,
+		reg:       pool.NewRegistry(),
+		listeners: make(map[string]*listener),
+		ready:     make(chan struct{}),
+	}
+	ups, _, err := s.buildUpstreams(cfg, nil)
+	if err != nil {
+		return nil, err
+	}
+	s.cfg, s.ups = cfg, ups
+	return s, nil
+}
+
+// Run binds every listener, serves until ctx is done, then shuts down
+// gracefully: it stops accepting, lets in-flight requests finish within the
+// config's shutdown_timeout, closes what is left and returns. A listener that
+// cannot bind (address in use, permission) is returned as an error before any
+// traffic is served.
+func (s *Server) Run(ctx context.Context) error {
+	s.mu.Lock()
+	for _, lc := range s.cfg.Listeners {
+		l, err := s.newListener(&lc)
+		if err == nil {
+			s.listeners[lc.Name] = l
+			err = l.setUpstreams(s.ups)
+		}
+		if err != nil {
+			s.closeAll()
+			s.mu.Unlock()
+			return err
+		}
+	}
+	for _, lc := range s.cfg.Listeners {
+		s.serve(s.listeners[lc.Name])
+	}
+	s.running = true
+	close(s.ready)
+	s.mu.Unlock()
+
+	<-ctx.Done()
+	s.shutdown()
+	s.wg.Wait()
+	return nil
+}
+
+// Ready is closed once Run has bound every listener.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Addr returns the bound address of the named listener, or nil.
+func (s *Server) Addr(name string) net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if l, ok := s.listeners[name]; ok {
+		return l.ln.Addr()
+	}
+	return nil
+}
+
+// Pool returns the named pool of the running config, or nil.
+func (s *Server) Pool(name string) *pool.Pool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if up, ok := s.ups[name]; ok {
+		return up.Pool
+	}
+	return nil
+}
+
+// Reload applies a new (validated) config: pools are updated in place (their
+// backends keep health state and counters), routing tables are swapped
+// atomically, listeners whose address and protocol did not change keep their
+// sockets, new ones are bound and removed ones drained. If a new listener
+// cannot bind, nothing changes and the error is returned.
+func (s *Server) Reload(cfg *config.Config) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.running {
+		return errors.New("server is not running")
+	}
+	// Bind what is new first: the only step that can fail for outside reasons.
+	fresh := make(map[string]*listener)
+	for _, lc := range cfg.Listeners {
+		if old, ok := s.listeners[lc.Name]; ok && old.sameSocket(&lc) {
+			continue
+		}
+		l, err := s.newListener(&lc)
+		if err != nil {
+			for _, f := range fresh {
+				f.ln.Close()
+			}
+			return err
+		}
+		fresh[lc.Name] = l
+	}
+
+	ups, retired, err := s.buildUpstreams(cfg, s.ups)
+	if err != nil {
+		for _, f := range fresh {
+			f.ln.Close()
+		}
+		return err
+	}
+	next := make(map[string]*listener, len(cfg.Listeners))
+	for _, lc := range cfg.Listeners {
+		l, ok := fresh[lc.Name]
+		if !ok {
+			l = s.listeners[lc.Name]
+		}
+		l.cfg = lc
+		if err := l.setUpstreams(ups); err != nil {
+			return err // validated configs route only to defined pools
+		}
+		next[lc.Name] = l
+	}
+	for name, old := range s.listeners {
+		if next[name] != old {
+			go old.shutdown(s.cfg.ShutdownTimeout.D(), s.log)
+		}
+	}
+	for _, l := range fresh {
+		s.serve(l)
+	}
+	for _, up := range retired {
+		up.Close()
+	}
+	s.cfg, s.ups, s.listeners = cfg, ups, next
+	s.log.Info("config reloaded", "listeners", len(next), "pools", len(ups))
+	return nil
+}
+
+// serve starts l's accept loop in a goroutine the server owns.
+func (s *Server) serve(l *listener) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := l.serve(); err != nil {
+			s.log.Error("listener stopped", "listener", l.cfg.Name, "err", err)
+		}
+	}()
+	s.log.Info("listening", "listener", l.cfg.Name, "addr", l.ln.Addr().String(), "protocol", l.cfg.Protocol)
+}
+
+// shutdown drains every listener in parallel within shutdown_timeout. It holds
+// s.mu only to take the listener set, so Addr and Pool keep answering meanwhile.
+func (s *Server) shutdown() {
+	s.mu.Lock()
+	s.running = false
+	timeout := s.cfg.ShutdownTimeout.D()
+	ls := slices.Collect(maps.Values(s.listeners))
+	ups := s.ups
+	s.mu.Unlock()
+
+	s.log.Info("shutting down", "timeout", timeout.String())
+	var wg sync.WaitGroup
+	for _, l := range ls {
+		wg.Go(func() { l.shutdown(timeout, s.log) })
+	}
+	wg.Wait()
+	for _, up := range ups {
+		up.Close()
+	}
+}
+
+func (s *Server) closeAll() {
+	for name, l := range s.listeners {
+		l.ln.Close()
+		delete(s.listeners, name)
+	}
+}
+
+// bindError words a failed bind for the operator.
+func bindError(lc *config.Listener, err error) error {
+	return fmt.Errorf("listener %q: cannot listen on %s: %w", lc.Name, lc.Listen, err)
+}
+
+// graceDeadline returns a context that ends after d.
+func graceDeadline(d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), d)
+}
