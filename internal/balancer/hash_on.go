@@ -2,6 +2,7 @@ package balancer
 
 import (
 	"fmt"
+	"golang.org/x/net/http/httpguts"
 	"net/textproto"
 	"strings"
 )
@@ -30,39 +31,43 @@ const (
 // X-User) so lookups need no work per request; cookie and query names are
 // matched exactly as written.
 func ParseHashOn(s string) (HashOn, error) {
-	switch s {
+	kind, name, named := strings.Cut(s, ":")
+	var src hashSource
+	switch kind {
 	case "source_ip":
-		return HashOn{src: hashSourceIP}, nil
+		src = hashSourceIP
 	case "path":
-		return HashOn{src: hashPath}, nil
+		src = hashPath
 	case "uri":
-		return HashOn{src: hashURI}, nil
+		src = hashURI
+	case "header":
+		src = hashHeader
+	case "cookie":
+		src = hashCookie
+	case "query":
+		src = hashQuery
+	default:
+		return HashOn{}, fmt.Errorf("invalid hash_on %q (valid: source_ip, path, uri, header:NAME, cookie:NAME, query:NAME)", s)
 	}
-	kind, name, found := strings.Cut(s, ":")
-	if !found {
-		return HashOn{}, fmt.Errorf("hash_on %q: want source_ip, path, uri, header:NAME, cookie:NAME or query:NAME", s)
+	if src == hashSourceIP || src == hashPath || src == hashURI {
+		if named {
+			return HashOn{}, fmt.Errorf("hash_on %q takes no name", kind)
+		}
+		return HashOn{src: src}, nil
 	}
 	if name == "" {
-		return HashOn{}, fmt.Errorf("hash_on %q: empty name after %q", s, kind+":")
+		return HashOn{}, fmt.Errorf("hash_on %s needs a name, like %s:NAME", kind, kind)
 	}
-	switch kind {
-	case "header":
-		if strings.ContainsAny(name, " \t\r\n:") {
-			return HashOn{}, fmt.Errorf("hash_on %q: invalid header name", s)
-		}
-		return HashOn{src: hashHeader, name: textproto.CanonicalMIMEHeaderKey(name)}, nil
-	case "cookie":
-		if strings.ContainsAny(name, " \t\r\n;=\",") {
-			return HashOn{}, fmt.Errorf("hash_on %q: invalid cookie name", s)
-		}
-		return HashOn{src: hashCookie, name: name}, nil
-	case "query":
-		if strings.ContainsAny(name, "&=# ") {
-			return HashOn{}, fmt.Errorf("hash_on %q: invalid query parameter name", s)
-		}
-		return HashOn{src: hashQuery, name: name}, nil
+	switch {
+	case src == hashQuery && strings.ContainsAny(name, "&=# "):
+		return HashOn{}, fmt.Errorf("invalid query parameter name %q in hash_on", name)
+	case src != hashQuery && !httpguts.ValidHeaderFieldName(name): // cookie names are tokens too
+		return HashOn{}, fmt.Errorf("invalid %s name %q in hash_on", kind, name)
 	}
-	return HashOn{}, fmt.Errorf("hash_on %q: unknown source %q (want header, cookie or query)", s, kind)
+	if src == hashHeader {
+		name = textproto.CanonicalMIMEHeaderKey(name)
+	}
+	return HashOn{src: src, name: name}, nil
 }
 
 // Valid reports whether h was built by a successful ParseHashOn.

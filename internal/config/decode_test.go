@@ -1,6 +1,7 @@
 package config
 
 import (
+	"ballast/internal/balancer"
 	"fmt"
 	"slices"
 	"strings"
@@ -76,7 +77,7 @@ func TestDecode(t *testing.T) {
 			[]string{`t.yaml:8: pools.app: merge key << needs a mapping or a list of mappings, got "5"`}},
 		{"problems after a bad value are still found", "backends: 5\nalgorithm: nope\ntimeouts: {idle: -1s}\n", []string{
 			`t.yaml:7: pools.app.backends: expected a list, got "5"`,
-			`t.yaml:8: pools.app.algorithm: unknown algorithm "nope" (valid: ` + strings.Join(Algorithms(), ", ") + `)`,
+			`t.yaml:8: pools.app.algorithm: unknown algorithm "nope" (valid: ` + strings.Join(balancer.Algorithms, ", ") + `)`,
 			"t.yaml:9: pools.app.timeouts.idle: idle must not be negative",
 		}},
 	}

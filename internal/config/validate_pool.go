@@ -1,6 +1,7 @@
 package config
 
 import (
+	"ballast/internal/balancer"
 	"slices"
 	"strconv"
 	"strings"
@@ -69,16 +70,16 @@ func (v *validator) pool(p string, pool *Pool) {
 // with any algorithm (CONTRACT.md's example pairs it with least_conn) but is
 // only required, and only used, by consistent_hash.
 func (v *validator) algorithm(p string, pool *Pool) {
-	if !slices.Contains(Algorithms(), pool.Algorithm) {
-		v.add(p+".algorithm", "unknown algorithm %q (valid: %s)", pool.Algorithm, strings.Join(Algorithms(), ", "))
+	if !slices.Contains(balancer.Algorithms, pool.Algorithm) {
+		v.add(p+".algorithm", "unknown algorithm %q (valid: %s)", pool.Algorithm, strings.Join(balancer.Algorithms, ", "))
 	}
 	if pool.HashOn == "" {
-		if pool.Algorithm == "consistent_hash" {
+		if balancer.NeedsHashOn(pool.Algorithm) {
 			v.add(p+".algorithm", "consistent_hash needs hash_on")
 		}
 		return
 	}
-	if _, err := ParseHashOn(pool.HashOn); err != nil {
+	if _, err := balancer.ParseHashOn(pool.HashOn); err != nil {
 		v.add(p+".hash_on", "%v", err)
 	}
 }

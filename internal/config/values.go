@@ -37,44 +37,6 @@ const (
 	RetryReset = "reset"
 )
 
-// Algorithms returns the valid pool algorithm names in CONTRACT.md's order.
-func Algorithms() []string {
-	return []string{
-		"round_robin", "weighted_round_robin", "least_conn", "weighted_least_conn",
-		"least_time", "p2c", "random", "ip_hash", "consistent_hash",
-	}
-}
-
-// HashKey is a parsed hash_on: what part of a request consistent_hash hashes.
-type HashKey struct {
-	// Kind is source_ip, path, uri, header, cookie or query.
-	Kind string
-	// Name is the header, cookie or query parameter name; "" for the others.
-	Name string
-}
-
-// ParseHashOn parses hash_on: source_ip | path | uri | header:NAME |
-// cookie:NAME | query:NAME.
-func ParseHashOn(s string) (HashKey, error) {
-	kind, name, named := strings.Cut(s, ":")
-	switch kind {
-	case "source_ip", "path", "uri":
-		if named {
-			return HashKey{}, fmt.Errorf("hash_on %q takes no name", kind)
-		}
-		return HashKey{Kind: kind}, nil
-	case "header", "cookie", "query":
-		if name == "" {
-			return HashKey{}, fmt.Errorf("hash_on %s needs a name, like %s:NAME", kind, kind)
-		}
-		if kind != "query" && !isToken(name) {
-			return HashKey{}, fmt.Errorf("invalid %s name %q in hash_on", kind, name)
-		}
-		return HashKey{Kind: kind, Name: name}, nil
-	}
-	return HashKey{}, fmt.Errorf("invalid hash_on %q (valid: source_ip, path, uri, header:NAME, cookie:NAME, query:NAME)", s)
-}
-
 // ParseStatusRange parses expect_status, "200" or "200-399", into an
 // inclusive range within 100..599.
 func ParseStatusRange(s string) (lo, hi int, err error) {

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs ballast's whole test suite: formatting, go vet, staticcheck, and every
+# test with the race detector. Installs what the tests need first (Debian
+# packages, when run as root and something is missing; Go modules always).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the tests use: python3 (demo backends), curl (demo script).
+need=()
+command -v python3 >/dev/null || need+=(python3)
+command -v curl >/dev/null || need+=(curl)
+if ((${#need[@]})); then
+	if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+		echo "installing: ${need[*]}"
+		apt-get update -qq
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+	else
+		echo "missing: ${need[*]} (install them, or run as root to let this script do it)" >&2
+		exit 1
+	fi
+fi
+
+go mod download
+
+echo "== gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [[ -n "$unformatted" ]]; then
+	echo "not gofmt-ed:" >&2
+	echo "$unformatted" >&2
+	exit 1
+fi
+echo "== go vet"
+go vet ./...
+echo "== staticcheck"
+go tool staticcheck ./...
+echo "== go test -race"
+go test -race -count=1 -timeout 20m ./...
