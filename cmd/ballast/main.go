@@ -19,8 +19,13 @@ import (
 	"ballast/internal/server"
 )
 
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "dev"
+// version and commit are set at build time with
+// -ldflags "-X main.version=… -X main.commit=…"; without them the commit comes
+// from the Go build info when the build recorded it.
+var (
+	version = "dev"
+	commit  = ""
+)
 
 const usage = `usage: ballast <command> [flags]
 
@@ -57,12 +62,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 func versionString() string {
-	commit, modified := "unknown", ""
-	if bi, ok := debug.ReadBuildInfo(); ok {
+	rev, modified := commit, ""
+	if bi, ok := debug.ReadBuildInfo(); ok && rev == "" {
 		for _, s := range bi.Settings {
 			switch s.Key {
 			case "vcs.revision":
-				commit = s.Value
+				rev = s.Value
 			case "vcs.modified":
 				if s.Value == "true" {
 					modified = " (modified)"
@@ -70,7 +75,10 @@ func versionString() string {
 			}
 		}
 	}
-	return fmt.Sprintf("ballast %s commit %s%s %s %s/%s", version, commit, modified,
+	if rev == "" {
+		rev = "unknown"
+	}
+	return fmt.Sprintf("ballast %s commit %s%s %s %s/%s", version, rev, modified,
 		runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }
 

@@ -8,7 +8,8 @@ once=false
 [[ "${1:-}" == "--once" ]] && once=true
 
 mkdir -p bin
-go build -o bin/ballast ./cmd/ballast
+commit=$(git rev-parse --short HEAD 2>/dev/null || true)
+go build -ldflags "-X main.commit=${commit}" -o bin/ballast ./cmd/ballast
 
 pids=()
 cleanup() {
