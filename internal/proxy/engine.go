@@ -29,7 +29,7 @@ type Handler struct {
 	d       *Dispatcher
 	log     *slog.Logger
 	tls     bool
-	tunnels tunnels
+	tunnels connSet   // raw tunnels after an Upgrade
 	bufs    sync.Pool // *[]byte copy buffers, kept per processor: lock-free in the common case
 }
 

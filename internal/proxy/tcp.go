@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"sync"
 	"sync/atomic"
 
 	"ballast/internal/backend"
@@ -24,15 +23,12 @@ type TCPProxy struct {
 	log *slog.Logger
 	up  atomic.Pointer[Upstream]
 
-	mu     sync.Mutex
-	conns  map[net.Conn]struct{}
-	closed bool
-	wg     sync.WaitGroup
+	conns connSet
 }
 
 // NewTCPProxy returns a TCP engine; SetUpstream must be called before Serve.
 func NewTCPProxy(log *slog.Logger) *TCPProxy {
-	return &TCPProxy{log: log, conns: make(map[net.Conn]struct{})}
+	return &TCPProxy{log: log}
 }
 
 // SetUpstream atomically sets the pool new connections go to.
@@ -49,52 +45,20 @@ func (p *TCPProxy) Serve(ln net.Listener) error {
 			}
 			return err
 		}
-		if !p.track(c) {
+		if !p.conns.add(c) {
 			c.Close()
 			continue
 		}
-		p.wg.Go(func() {
-			defer p.untrack(c)
+		go func() {
+			defer p.conns.done(c)
 			p.handle(c)
-		})
+		}()
 	}
-}
-
-func (p *TCPProxy) track(c net.Conn) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return false
-	}
-	p.conns[c] = struct{}{}
-	return true
-}
-
-func (p *TCPProxy) untrack(c net.Conn) {
-	p.mu.Lock()
-	delete(p.conns, c)
-	p.mu.Unlock()
 }
 
 // Shutdown waits for open connections to end until ctx is done, then closes
 // them. The caller closes the listener first.
-func (p *TCPProxy) Shutdown(ctx context.Context) {
-	p.mu.Lock()
-	p.closed = true
-	p.mu.Unlock()
-	done := make(chan struct{})
-	go func() { p.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		p.mu.Lock()
-		for c := range p.conns {
-			c.Close()
-		}
-		p.mu.Unlock()
-		<-done
-	}
-}
+func (p *TCPProxy) Shutdown(ctx context.Context) { p.conns.shutdown(ctx) }
 
 // handle serves one client connection.
 func (p *TCPProxy) handle(client net.Conn) {
@@ -131,16 +95,23 @@ func contains(bs []*backend.Backend, b *backend.Backend) bool {
 }
 
 // pipe copies both ways until both directions are done, passing a half-close
-// (one side's FIN) on to the other side.
+// (one side's FIN) on to the other side. An error in either direction (a
+// reset, or a connection closed by shutdown) ends both.
 func pipe(a, b net.Conn) {
 	defer b.Close()
 	done := make(chan struct{})
 	go func() {
-		io.Copy(b, a)
+		if _, err := io.Copy(b, a); err != nil {
+			a.Close()
+			b.Close()
+		}
 		closeWrite(b)
 		close(done)
 	}()
-	io.Copy(a, b)
+	if _, err := io.Copy(a, b); err != nil {
+		a.Close()
+		b.Close()
+	}
 	closeWrite(a)
 	<-done
 }

@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"net/http"
-	"sync"
 )
 
 // tunnel finishes a protocol switch (WebSocket and any other Upgrade): it sends
@@ -28,7 +26,7 @@ func (h *Handler) tunnel(w http.ResponseWriter, resp *http.Response) error {
 	if !h.tunnels.add(clientConn) {
 		return ErrClientGone // shutting down
 	}
-	defer h.tunnels.remove(clientConn)
+	defer h.tunnels.done(clientConn)
 
 	// The 101 keeps the handshake's Connection and Upgrade fields; other
 	// hop-by-hop fields are dropped as for any response.
@@ -54,61 +52,6 @@ func (h *Handler) tunnel(w http.ResponseWriter, resp *http.Response) error {
 	return nil
 }
 
-// tunnels tracks the connections handed over to raw tunnels, which
-// http.Server.Shutdown does not know about, so shutdown can wait for them and
-// then close what is left.
-type tunnels struct {
-	mu     sync.Mutex
-	conns  map[net.Conn]struct{}
-	closed bool
-	idle   chan struct{} // closed when conns becomes empty after shutdown began
-}
-
-func (t *tunnels) add(c net.Conn) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.closed {
-		return false
-	}
-	if t.conns == nil {
-		t.conns = make(map[net.Conn]struct{})
-	}
-	t.conns[c] = struct{}{}
-	return true
-}
-
-func (t *tunnels) remove(c net.Conn) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	delete(t.conns, c)
-	if t.closed && len(t.conns) == 0 && t.idle != nil {
-		close(t.idle)
-		t.idle = nil
-	}
-}
-
 // Shutdown refuses new tunnels, waits until the open ones end or ctx is done,
 // then closes whatever is still open.
-func (h *Handler) Shutdown(ctx context.Context) {
-	t := &h.tunnels
-	t.mu.Lock()
-	t.closed = true
-	var idle chan struct{}
-	if len(t.conns) > 0 {
-		idle = make(chan struct{})
-		t.idle = idle
-	}
-	t.mu.Unlock()
-	if idle == nil {
-		return
-	}
-	select {
-	case <-idle:
-	case <-ctx.Done():
-		t.mu.Lock()
-		for c := range t.conns {
-			c.Close()
-		}
-		t.mu.Unlock()
-	}
-}
+func (h *Handler) Shutdown(ctx context.Context) { h.tunnels.shutdown(ctx) }

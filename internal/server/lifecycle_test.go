@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+
 	"ballast/internal/config"
 	"ballast/internal/testutil"
 )
@@ -157,5 +159,53 @@ func TestTCPListener(t *testing.T) {
 		if err != nil || string(got) != msg+"bye\n" {
 			t.Fatalf("connection %d: got %q, %v", i, got, err)
 		}
+	}
+}
+
+// An open WebSocket holds shutdown up to shutdown_timeout, no longer: then it
+// is closed and Run returns.
+func TestShutdownClosesTunnelsAfterTimeout(t *testing.T) {
+	be := testutil.NewBackend(t, "ws", func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		c.Read(r.Context()) // until the proxy closes the tunnel
+	})
+	text := strings.Replace(httpConfig(t, "", be.Addr()), "shutdown_timeout: 5s", "shutdown_timeout: 500ms", 1)
+	cfg, err := config.Parse("t.yaml", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(cfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	<-s.Ready()
+
+	dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer dcancel()
+	ws, _, err := websocket.Dial(dctx, "ws://"+s.Addr("web").String()+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+
+	began := time.Now()
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return: the tunnel held shutdown past its timeout")
+	}
+	if d := time.Since(began); d < 400*time.Millisecond {
+		t.Fatalf("tunnel closed after %v, before shutdown_timeout", d)
+	}
+	if _, _, err := ws.Read(dctx); err == nil {
+		t.Fatal("tunnel still open after shutdown")
 	}
 }
