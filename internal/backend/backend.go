@@ -70,10 +70,7 @@ func (b *Backend) Weight() int { return int(b.weight.Load()) }
 // SetWeight changes the weight; values below 1 count as 1. Balancers read weights
 // when they are built, so a change takes effect with the next snapshot.
 func (b *Backend) SetWeight(w int) {
-	if w < 1 {
-		w = 1
-	}
-	b.weight.Store(int32(w))
+	b.weight.Store(int32(min(max(w, 1), math.MaxInt32)))
 }
 
 // Backup reports whether the backend is a backup: it gets traffic only while no
@@ -87,8 +84,9 @@ func (b *Backend) SetBackup(v bool) { b.backup.Store(v) }
 // MaxConns returns the per-backend concurrency limit, 0 meaning unlimited.
 func (b *Backend) MaxConns() int { return int(b.maxConns.Load()) }
 
-// SetMaxConns sets the per-backend concurrency limit (0 = unlimited).
-func (b *Backend) SetMaxConns(n int) { b.maxConns.Store(int32(max(n, 0))) }
+// SetMaxConns sets the per-backend concurrency limit (0 = unlimited; values
+// beyond MaxInt32 are clamped to it).
+func (b *Backend) SetMaxConns(n int) { b.maxConns.Store(int32(min(max(n, 0), math.MaxInt32))) }
 
 // State returns the current state.
 func (b *Backend) State() State { return State(b.state.Load()) }
@@ -117,10 +115,34 @@ func (b *Backend) Requests() uint64 { return b.requests.Load() }
 // Failures returns the total number of failed exchanges with the backend.
 func (b *Backend) Failures() uint64 { return b.failures.Load() }
 
-// Acquire counts a new request in flight. Every Acquire is paired with one Release.
+// Acquire counts a new request in flight, whatever the backend's limit. Every
+// Acquire is paired with one Release.
 func (b *Backend) Acquire() {
 	b.inFlight.Add(1)
 	b.requests.Add(1)
+}
+
+// TryAcquire counts a new request in flight unless that would exceed
+// max_conns; it reports whether it did. Balancers pick only backends below
+// their limit, but two requests can pick the same last free slot at once:
+// this compare-and-swap is what actually holds the limit. A successful
+// TryAcquire is paired with one Release.
+func (b *Backend) TryAcquire() bool {
+	m := int64(b.maxConns.Load())
+	if m <= 0 {
+		b.Acquire()
+		return true
+	}
+	for {
+		cur := b.inFlight.Load()
+		if cur >= m {
+			return false
+		}
+		if b.inFlight.CompareAndSwap(cur, cur+1) {
+			b.requests.Add(1)
+			return true
+		}
+	}
 }
 
 // Release ends a request begun with Acquire. failed reports a failed exchange

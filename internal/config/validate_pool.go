@@ -13,6 +13,8 @@ const (
 	MaxWeight = 1000
 	// MaxRetryAttempts is the largest retries attempts.
 	MaxRetryAttempts = 10
+	// MaxMaxConns is the largest per-backend max_conns.
+	MaxMaxConns = 1_000_000
 )
 
 func (v *validator) allPools() {
@@ -101,7 +103,9 @@ func (v *validator) backends(p string, pool *Pool) {
 			}
 		}
 		v.between(bp+".weight", b.Weight, 1, MaxWeight)
-		v.atLeast(bp+".max_conns", b.MaxConns, 0)
+		if b.MaxConns < 0 || b.MaxConns > MaxMaxConns {
+			v.add(bp+".max_conns", "max_conns must be between 0 (no limit) and %d", MaxMaxConns)
+		}
 	}
 }
 

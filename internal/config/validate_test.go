@@ -20,7 +20,7 @@ func TestValidatePool(t *testing.T) {
 		{"weight 1001", "backends: [{addr: \"127.0.0.1:1\", weight: 1001}]\n",
 			[]string{"t.yaml:7: pools.app.backends[0].weight: weight must be between 1 and 1000"}},
 		{"negative max_conns", "backends: [{addr: \"127.0.0.1:1\", max_conns: -1}]\n",
-			[]string{"t.yaml:7: pools.app.backends[0].max_conns: max_conns must be >= 0"}},
+			[]string{"t.yaml:7: pools.app.backends[0].max_conns: max_conns must be between 0 (no limit) and 1000000"}},
 		{"no backends", "backends: []\n",
 			[]string{"t.yaml:7: pools.app.backends: at least one backend is required (or launch)"}},
 		{"backend without host", "backends: [{addr: \":8001\"}]\n",

@@ -72,12 +72,30 @@ func (d *Dispatcher) Begin(r *balancer.Request) (Attempt, error) {
 	if !ok {
 		return Attempt{}, ErrNoRoute
 	}
-	b, cookie := up.Pool.Pick(r)
-	if b == nil {
-		return Attempt{}, ErrNoBackend
+	b, cookie, err := acquire(up.Pool, r)
+	if err != nil {
+		return Attempt{}, err
 	}
-	b.Acquire()
 	return Attempt{Upstream: up, Backend: b, SetCookie: cookie, start: d.clock()}, nil
+}
+
+// pickTries bounds how often a request picks again when the backend it
+// picked filled its last free slot (max_conns) in the meantime.
+const pickTries = 3
+
+// acquire picks a backend of p for r and counts the request in flight on it,
+// never exceeding the backend's max_conns.
+func acquire(p *pool.Pool, r *balancer.Request) (*backend.Backend, string, error) {
+	for range pickTries {
+		b, cookie := p.Pick(r)
+		if b == nil {
+			break
+		}
+		if b.TryAcquire() {
+			return b, cookie, nil
+		}
+	}
+	return nil, "", ErrNoBackend
 }
 
 // Responded records that the backend's response header arrived: the time since

@@ -6,8 +6,9 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
-	"strings"
 	"sync"
+
+	"golang.org/x/net/http/httpguts"
 
 	"ballast/internal/balancer"
 	"ballast/internal/pool"
@@ -96,13 +97,15 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, a *Attempt, cl
 	h.d.Responded(a)
 
 	if resp.StatusCode == http.StatusSwitchingProtocols {
-		if upgrade == "" || !strings.EqualFold(upgradeType(resp.Header), upgrade) {
+		// The backend must switch to one of the protocols the client offered.
+		chosen := upgradeType(resp.Header)
+		if upgrade == "" || chosen == "" || !httpguts.HeaderValuesContainsToken([]string{upgrade}, chosen) {
 			resp.Body.Close()
 			err := errors.Join(ErrBadResponse, errors.New("101 Switching Protocols without a matching upgrade request"))
 			h.fail(w, r, err, a.Backend.Addr)
 			return 0, false, err
 		}
-		return resp.StatusCode, false, h.tunnel(w, resp)
+		return h.tunnel(w, r, resp, a)
 	}
 	return h.copyResponse(w, resp, a)
 }

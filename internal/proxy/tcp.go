@@ -67,12 +67,15 @@ func (p *TCPProxy) handle(client net.Conn) {
 	req := balancer.Request{ClientIP: clientAddr(client.RemoteAddr().String())}
 	var tried [tcpConnectTries]*backend.Backend
 	for i := range tcpConnectTries {
-		b, _ := up.Pool.Pick(&req)
-		if b == nil || contains(tried[:i], b) {
+		b, _, err := acquire(up.Pool, &req)
+		if err != nil {
+			break
+		}
+		if contains(tried[:i], b) {
+			b.Release(false)
 			break
 		}
 		tried[i] = b
-		b.Acquire()
 		back, err := net.DialTimeout("tcp", b.Addr, up.Timeouts.Connect)
 		if err != nil {
 			b.Release(true)

@@ -9,22 +9,28 @@ import (
 
 // tunnel finishes a protocol switch (WebSocket and any other Upgrade): it sends
 // the backend's 101 response to the client, then copies raw bytes both ways
-// until either side closes.
-func (h *Handler) tunnel(w http.ResponseWriter, resp *http.Response) error {
+// until either side closes. It returns the status and failure for Dispatcher.End.
+func (h *Handler) tunnel(w http.ResponseWriter, r *http.Request, resp *http.Response, a *Attempt) (int, bool, error) {
 	backConn, ok := resp.Body.(io.ReadWriteCloser)
 	if !ok {
 		resp.Body.Close()
-		return errors.Join(ErrBadResponse, errors.New("101 response body is not a stream"))
+		err := errors.Join(ErrBadResponse, errors.New("101 response body is not a stream"))
+		h.fail(w, r, err, a.Backend.Addr)
+		return 0, false, err
 	}
 	defer backConn.Close()
 
 	clientConn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
-		return errors.Join(ErrBadRequest, err)
+		// The client's connection cannot be taken over (HTTP/2): the backend
+		// did nothing wrong, so report no status that counts against it.
+		err = errors.Join(ErrBadRequest, err)
+		h.fail(w, r, err, a.Backend.Addr)
+		return 0, false, nil
 	}
 	defer clientConn.Close()
 	if !h.tunnels.add(clientConn) {
-		return ErrClientGone // shutting down
+		return 0, false, ErrClientGone // shutting down
 	}
 	defer h.tunnels.done(clientConn)
 
@@ -36,10 +42,10 @@ func (h *Handler) tunnel(w http.ResponseWriter, resp *http.Response) error {
 	resp.Header["Upgrade"] = []string{upgrade}
 	resp.Body = nil
 	if err := resp.Write(brw); err != nil {
-		return errors.Join(ErrClientGone, err)
+		return resp.StatusCode, false, errors.Join(ErrClientGone, err)
 	}
 	if err := brw.Flush(); err != nil {
-		return errors.Join(ErrClientGone, err)
+		return resp.StatusCode, false, errors.Join(ErrClientGone, err)
 	}
 
 	// Bytes the client sent right after its handshake may sit in brw's read
@@ -49,7 +55,7 @@ func (h *Handler) tunnel(w http.ResponseWriter, resp *http.Response) error {
 	go func() { io.Copy(clientConn, backConn); done <- struct{}{} }()
 	<-done
 	// One side is finished: closing both (deferred) ends the other copy.
-	return nil
+	return http.StatusSwitchingProtocols, false, nil
 }
 
 // Shutdown refuses new tunnels, waits until the open ones end or ctx is done,

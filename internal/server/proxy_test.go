@@ -303,3 +303,32 @@ func TestWebSocketEcho(t *testing.T) {
 	}
 	c.Close(websocket.StatusNormalClosure, "done")
 }
+
+// Regression: a client offering several protocols ("websocket, foo/1") got
+// 502 when the backend chose one of them.
+func TestUpgradeWithSeveralOfferedProtocols(t *testing.T) {
+	rb := newRawBackend(t, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: foo/1\r\n\r\nswitched")
+	_, url := start(t, httpConfig(t, "", rb.Addr()))
+	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprint(conn, "GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket, foo/1\r\n\r\n")
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols || resp.Header.Get("Upgrade") != "foo/1" {
+		t.Fatalf("got %d Upgrade %q", resp.StatusCode, resp.Header.Get("Upgrade"))
+	}
+	rest, _ := io.ReadAll(br)
+	if string(rest) != "switched" {
+		t.Fatalf("tunnel carried %q", rest)
+	}
+	if got := <-rb.requests; !strings.Contains(got, "Upgrade: websocket, foo/1\r\n") {
+		t.Fatalf("backend got:\n%s", got)
+	}
+}
