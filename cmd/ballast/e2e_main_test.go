@@ -7,6 +7,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -27,6 +28,7 @@ func TestMain(m *testing.M) {
 }
 
 func testMain(m *testing.M) int {
+	flag.Parse()
 	dir, err := os.MkdirTemp("", "ballast-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)

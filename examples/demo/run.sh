@@ -26,11 +26,17 @@ done
 ./bin/ballast run -c examples/demo/demo.yaml &
 pids+=($!)
 
-# Wait until ballast and the backends answer.
-for _ in $(seq 50); do
-	curl -fsS -o /dev/null http://127.0.0.1:8080/ 2>/dev/null && break
-	sleep 0.1
-done
+# Wait until every backend and ballast answer.
+wait_for() {
+	for _ in $(seq 100); do
+		curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	echo "demo: $1 did not come up" >&2
+	exit 1
+}
+for i in 1 2 3; do wait_for "http://127.0.0.1:900$i/healthz"; done
+wait_for http://127.0.0.1:8080/healthz
 
 echo
 echo "ballast is balancing http://127.0.0.1:8080/ across three Python backends (round robin):"
