@@ -16,6 +16,9 @@ const (
 	DefaultShutdownTimeout = 30 * time.Second
 	// DefaultProtocol is a listener's protocol.
 	DefaultProtocol = ProtocolHTTP
+	// DefaultEngine is a plaintext http listener's HTTP engine. TLS listeners
+	// always use net/http, for HTTP/2.
+	DefaultEngine = EngineNative
 	// DefaultAlgorithm is a pool's balancing algorithm.
 	DefaultAlgorithm = "round_robin"
 	// DefaultWeight is a backend's weight.
@@ -69,8 +72,12 @@ const (
 func applyDefaults(c *Config) {
 	setDuration(c, "shutdown_timeout", &c.ShutdownTimeout, DefaultShutdownTimeout)
 	for i := range c.Listeners {
-		if c.Listeners[i].Protocol == "" {
-			c.Listeners[i].Protocol = DefaultProtocol
+		l := &c.Listeners[i]
+		if l.Protocol == "" {
+			l.Protocol = DefaultProtocol
+		}
+		if l.Engine == "" && l.Protocol == ProtocolHTTP {
+			l.Engine = DefaultEngine
 		}
 	}
 	for name, p := range c.Pools {

@@ -50,6 +50,10 @@ type Listener struct {
 	Protocol string `yaml:"protocol"`
 	// TLS enables HTTPS on an http listener. Optional.
 	TLS *TLS `yaml:"tls"`
+	// Engine is the HTTP engine of a plaintext http listener: native
+	// (default; ballast's own HTTP/1.1 engine) or net_http (Go's standard
+	// library). TLS listeners always use net_http, which brings HTTP/2.
+	Engine string `yaml:"engine"`
 	// Routes map requests to pools on an http listener; the first match wins.
 	Routes []Route `yaml:"routes"`
 	// Pool receives every connection of a tcp listener.

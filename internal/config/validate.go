@@ -142,6 +142,11 @@ func (v *validator) listener(p string, l *Listener) {
 		if l.TLS != nil {
 			v.tls(p+".tls", l.TLS)
 		}
+		switch l.Engine {
+		case EngineNative, EngineNetHTTP:
+		default:
+			v.add(p+".engine", "engine must be %s or %s, got %q", EngineNative, EngineNetHTTP, l.Engine)
+		}
 		v.routes(p, l.Routes)
 	case ProtocolTCP:
 		if len(l.Routes) > 0 {
@@ -149,6 +154,9 @@ func (v *validator) listener(p string, l *Listener) {
 		}
 		if l.TLS != nil {
 			v.add(p+".tls", "tls only applies to http listeners")
+		}
+		if v.c.has(p + ".engine") {
+			v.add(p+".engine", "engine only applies to http listeners")
 		}
 		v.poolRef(p+".pool", l.Pool)
 	default:

@@ -17,6 +17,14 @@ const (
 	ProtocolTCP = "tcp"
 )
 
+// HTTP engines of a plaintext http listener.
+const (
+	// EngineNative is ballast's own HTTP/1.1 engine (package h1): strict and fast.
+	EngineNative = "native"
+	// EngineNetHTTP is Go's net/http server and transport.
+	EngineNetHTTP = "net_http"
+)
+
 // Health check types.
 const (
 	// HealthHTTP probes with an HTTP GET and checks the status.

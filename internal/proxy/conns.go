@@ -42,8 +42,10 @@ func (s *connSet) done(c net.Conn) {
 }
 
 // shutdown refuses new connections, waits until the tracked ones end or ctx
-// is done, then closes those still open and waits for their handlers.
-func (s *connSet) shutdown(ctx context.Context) {
+// is done, then closes those still open — calling abort first, when given,
+// so a handler blocked elsewhere (on a backend) wakes too — and waits for
+// their handlers. It reports whether it had to close any.
+func (s *connSet) shutdown(ctx context.Context, abort func()) bool {
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
@@ -51,8 +53,11 @@ func (s *connSet) shutdown(ctx context.Context) {
 	go func() { s.wg.Wait(); close(idle) }()
 	select {
 	case <-idle:
-		return
+		return false
 	case <-ctx.Done():
+	}
+	if abort != nil {
+		abort()
 	}
 	s.mu.Lock()
 	for c := range s.conns {
@@ -60,4 +65,5 @@ func (s *connSet) shutdown(ctx context.Context) {
 	}
 	s.mu.Unlock()
 	<-idle
+	return true
 }

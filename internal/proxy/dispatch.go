@@ -33,7 +33,8 @@ type Upstream struct {
 	Pool     *pool.Pool
 	Timeouts Timeouts
 
-	transport *transport // engine state: idle connections to the backends
+	transport *transport   // net/http engine: its idle connections to the backends
+	conns     backendConns // native engine: its idle connections to the backends
 }
 
 // Table is a listener's routing table, swapped atomically on reload.

@@ -21,7 +21,10 @@ func NewUpstream(p *pool.Pool, t Timeouts) *Upstream {
 }
 
 // Close drops the upstream's idle backend connections.
-func (u *Upstream) Close() { u.transport.close() }
+func (u *Upstream) Close() {
+	u.transport.close()
+	u.conns.closeAll()
+}
 
 // Handler is the net/http engine of one HTTP listener: it parses nothing itself
 // (net/http does), asks the Dispatcher where each request goes, and moves the

@@ -64,6 +64,14 @@ func errorBody(status int) string {
 		return "504 backend did not answer in time\n"
 	case http.StatusBadRequest:
 		return "400 bad request\n"
+	case http.StatusMethodNotAllowed:
+		return "405 method not allowed\n"
+	case http.StatusRequestTimeout:
+		return "408 request header timeout\n"
+	case http.StatusRequestHeaderFieldsTooLarge:
+		return "431 request header fields too large\n"
+	case http.StatusNotImplemented:
+		return "501 transfer coding not implemented\n"
 	}
 	return "502 backend unreachable or broken\n"
 }

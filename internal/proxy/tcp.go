@@ -57,8 +57,8 @@ func (p *TCPProxy) Serve(ln net.Listener) error {
 }
 
 // Shutdown waits for open connections to end until ctx is done, then closes
-// them. The caller closes the listener first.
-func (p *TCPProxy) Shutdown(ctx context.Context) { p.conns.shutdown(ctx) }
+// them, and reports whether it had to. The caller closes the listener first.
+func (p *TCPProxy) Shutdown(ctx context.Context) bool { return p.conns.shutdown(ctx, nil) }
 
 // handle serves one client connection.
 func (p *TCPProxy) handle(client net.Conn) {

@@ -59,5 +59,5 @@ func (h *Handler) tunnel(w http.ResponseWriter, r *http.Request, resp *http.Resp
 }
 
 // Shutdown refuses new tunnels, waits until the open ones end or ctx is done,
-// then closes whatever is still open.
-func (h *Handler) Shutdown(ctx context.Context) { h.tunnels.shutdown(ctx) }
+// then closes whatever is still open, and reports whether it had to.
+func (h *Handler) Shutdown(ctx context.Context) bool { return h.tunnels.shutdown(ctx, nil) }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -62,11 +63,21 @@ func start(t *testing.T, yaml string) (*Server, string) {
 	return s, "http://" + s.Addr(cfg.Listeners[0].Name).String()
 }
 
+// testEngine is the HTTP engine the tests' plaintext listeners use:
+// BALLAST_TEST_ENGINE (native or net_http; scripts/test.sh runs this
+// package once with each), default native.
+func testEngine() string {
+	if e := os.Getenv("BALLAST_TEST_ENGINE"); e != "" {
+		return e
+	}
+	return "native"
+}
+
 // httpConfig is a one-listener, one-pool config; pool is the indented YAML of
 // pool "app" without its backends.
 func httpConfig(t *testing.T, pool string, backends ...string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "shutdown_timeout: 5s\nlisteners:\n  - name: web\n    listen: %s\n    routes:\n      - pool: app\npools:\n  app:\n", testutil.FreeAddr(t))
+	fmt.Fprintf(&b, "shutdown_timeout: 5s\nlisteners:\n  - name: web\n    listen: %s\n    engine: %s\n    routes:\n      - pool: app\npools:\n  app:\n", testutil.FreeAddr(t), testEngine())
 	if pool != "" {
 		for line := range strings.SplitSeq(strings.TrimSpace(pool), "\n") {
 			fmt.Fprintf(&b, "    %s\n", strings.TrimSpace(line))

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -32,8 +31,9 @@ type listener struct {
 	cfg config.Listener
 	ln  net.Listener
 
-	// http
+	// http: the native engine, or net/http (TLS, or engine: net_http)
 	disp    *proxy.Dispatcher
+	native  *proxy.Native
 	handler *proxy.Handler
 	srv     *http.Server
 	tlsConf *tls.Config
@@ -62,9 +62,12 @@ func (s *Server) newListener(lc *config.Listener) (*listener, error) {
 	}
 	l.ln = ln
 	log := s.log.With("listener", lc.Name)
-	switch lc.Protocol {
-	case "tcp":
+	switch {
+	case lc.Protocol == config.ProtocolTCP:
 		l.tcp = proxy.NewTCPProxy(log)
+	case lc.TLS == nil && lc.Engine == config.EngineNative:
+		l.disp = proxy.NewDispatcher(nil)
+		l.native = proxy.NewNative(l.disp, log, readHeaderTimeout, clientIdleTimeout)
 	default:
 		l.disp = proxy.NewDispatcher(nil)
 		l.handler = proxy.NewHandler(l.disp, log, lc.TLS != nil)
@@ -82,7 +85,7 @@ func (s *Server) newListener(lc *config.Listener) (*listener, error) {
 
 // sameSocket reports whether lc can keep l's socket across a reload.
 func (l *listener) sameSocket(lc *config.Listener) bool {
-	return l.cfg.Listen == lc.Listen && l.cfg.Protocol == lc.Protocol &&
+	return l.cfg.Listen == lc.Listen && l.cfg.Protocol == lc.Protocol && l.cfg.Engine == lc.Engine &&
 		(l.cfg.TLS == nil) == (lc.TLS == nil) &&
 		(l.cfg.TLS == nil || *l.cfg.TLS == *lc.TLS)
 }
@@ -111,6 +114,8 @@ func (l *listener) serve() error {
 	switch {
 	case l.tcp != nil:
 		err = l.tcp.Serve(l.ln)
+	case l.native != nil:
+		err = l.native.Serve(l.ln)
 	case l.tlsConf != nil:
 		err = l.srv.ServeTLS(l.ln, "", "")
 	default:
@@ -127,18 +132,24 @@ func (l *listener) serve() error {
 func (l *listener) shutdown(timeout time.Duration, log *slog.Logger) {
 	ctx, cancel := graceDeadline(timeout)
 	defer cancel()
-	if l.tcp != nil {
+	var forced bool
+	switch {
+	case l.tcp != nil:
 		l.ln.Close()
-		l.tcp.Shutdown(ctx)
-		return
-	}
-	done := make(chan struct{})
-	go func() { l.handler.Shutdown(ctx); close(done) }()
-	if err := l.srv.Shutdown(ctx); err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
-			log.Warn("shutdown timeout: closing connections still open", "listener", l.cfg.Name)
+		forced = l.tcp.Shutdown(ctx)
+	case l.native != nil:
+		l.ln.Close()
+		forced = l.native.Shutdown(ctx)
+	default:
+		done := make(chan bool)
+		go func() { done <- l.handler.Shutdown(ctx) }()
+		if err := l.srv.Shutdown(ctx); err != nil {
+			forced = true
+			l.srv.Close()
 		}
-		l.srv.Close()
+		forced = <-done || forced
 	}
-	<-done
+	if forced {
+		log.Warn("shutdown timeout: closed connections still open", "listener", l.cfg.Name)
+	}
 }

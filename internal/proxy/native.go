@@ -1,0 +1,270 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"ballast/internal/balancer"
+	"ballast/internal/h1"
+)
+
+// Limits of the native engine's client side. The README's config reference
+// documents them.
+const (
+	// NativeMaxHeaderBytes caps a request's header block (431 beyond it).
+	NativeMaxHeaderBytes = 64 << 10
+	// nativeReadBuf is a client connection's read buffer while it is busy.
+	nativeReadBuf = 16 << 10
+	// nativeWriteBuf is a client connection's write buffer while it is busy.
+	nativeWriteBuf = 16 << 10
+	// nativeIdleBuf is what an idle keep-alive connection keeps: the first
+	// bytes of its next request land here, so an idle connection holds no
+	// big buffer.
+	nativeIdleBuf = 512
+)
+
+// Native is ballast's own HTTP/1.1 engine for plaintext listeners: strict
+// parsing (package h1), one goroutine per client connection, keep-alive
+// connections to backends reused without extra goroutines, bodies streamed
+// through pooled buffers, no allocation per request in the steady state.
+// Routing, balancing and accounting are the Dispatcher's, as for every engine.
+type Native struct {
+	d   *Dispatcher
+	log *slog.Logger
+
+	readHeaderTimeout time.Duration
+	idleTimeout       time.Duration
+
+	conns    connSet
+	clients  sync.Map // *clientConn → struct{}; for closing idle ones at shutdown
+	closing  atomic.Bool
+	readers  sync.Pool // *bufio.Reader of nativeReadBuf
+	writers  sync.Pool // *bufio.Writer of nativeWriteBuf
+	bodyBufs sync.Pool // *[]byte of copyBufSize
+}
+
+// NewNative returns the native engine for a listener.
+func NewNative(d *Dispatcher, log *slog.Logger, readHeaderTimeout, idleTimeout time.Duration) *Native {
+	n := &Native{d: d, log: log, readHeaderTimeout: readHeaderTimeout, idleTimeout: idleTimeout}
+	n.readers.New = func() any { return bufio.NewReaderSize(nil, nativeReadBuf) }
+	n.writers.New = func() any { return bufio.NewWriterSize(nil, nativeWriteBuf) }
+	n.bodyBufs.New = func() any { b := make([]byte, copyBufSize); return &b }
+	return n
+}
+
+// Serve accepts connections on ln until it is closed.
+func (n *Native) Serve(ln net.Listener) error {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(5 * time.Millisecond) // out of file descriptors: back off
+				continue
+			}
+			return err
+		}
+		if !n.conns.add(c) {
+			c.Close()
+			continue
+		}
+		go func() {
+			defer n.conns.done(c)
+			cc := &clientConn{n: n, c: c, ip: clientAddr(c.RemoteAddr().String())}
+			n.clients.Store(cc, struct{}{})
+			defer n.clients.Delete(cc)
+			cc.serve()
+		}()
+	}
+}
+
+// Shutdown closes idle keep-alive connections at once, lets busy ones finish
+// their current exchange (answering with "Connection: close"), and waits for
+// them until ctx is done; then it closes the rest (and the backend
+// connections they wait on), and reports whether it had to. The caller closes
+// the listener first.
+func (n *Native) Shutdown(ctx context.Context) bool {
+	n.closing.Store(true)
+	n.clients.Range(func(k, _ any) bool {
+		k.(*clientConn).wakeIfIdle()
+		return true
+	})
+	return n.conns.shutdown(ctx, func() {
+		n.clients.Range(func(k, _ any) bool {
+			if bc := k.(*clientConn).backend.Load(); bc != nil {
+				bc.c.Close()
+			}
+			return true
+		})
+	})
+}
+
+// clientConn is one client connection served by the native engine.
+type clientConn struct {
+	n  *Native
+	c  net.Conn
+	ip netip.Addr
+
+	idle    atomic.Bool           // waiting for the next request
+	backend atomic.Pointer[bconn] // the backend connection of the exchange in progress
+
+	// The first bytes of each request are read into first, so that an idle
+	// connection needs no pooled buffer; src then replays them before reading
+	// on from the connection.
+	first [nativeIdleBuf]byte
+	src   prefixReader
+
+	br      *bufio.Reader
+	bw      *bufio.Writer
+	req     h1.Request
+	headLen int    // length of req's header block in br
+	scratch []byte // reused for building header blocks and chunk frames
+	fixed   h1.FixedReader
+	chunked h1.ChunkedReader
+}
+
+// wakeIfIdle makes an idle connection's pending read return, so that it
+// notices the shutdown and closes.
+func (cc *clientConn) wakeIfIdle() {
+	if cc.idle.Load() {
+		cc.c.SetReadDeadline(time.Unix(1, 0))
+	}
+}
+
+// serve runs the connection's request loop.
+func (cc *clientConn) serve() {
+	defer cc.c.Close()
+	defer cc.release()
+	for {
+		if !cc.awaitRequest() {
+			return
+		}
+		if !cc.serveOne() {
+			return
+		}
+		if cc.n.closing.Load() {
+			return
+		}
+	}
+}
+
+// awaitRequest waits for the first bytes of the next request without holding
+// a pooled buffer, then takes one. It reports false when the connection is
+// done (closed, idle timeout, shutdown).
+func (cc *clientConn) awaitRequest() bool {
+	if cc.br != nil && cc.br.Buffered() > 0 {
+		return true // a pipelined request is already here
+	}
+	cc.release()
+	cc.idle.Store(true)
+	if cc.n.closing.Load() {
+		return false
+	}
+	if cc.n.idleTimeout > 0 {
+		cc.c.SetReadDeadline(time.Now().Add(cc.n.idleTimeout))
+	}
+	k, err := cc.c.Read(cc.first[:])
+	cc.idle.Store(false)
+	if k == 0 || err != nil && !errors.Is(err, io.EOF) {
+		return false
+	}
+	if cc.n.readHeaderTimeout > 0 {
+		cc.c.SetReadDeadline(time.Now().Add(cc.n.readHeaderTimeout))
+	} else {
+		cc.c.SetReadDeadline(time.Time{})
+	}
+	cc.src = prefixReader{prefix: cc.first[:k], r: cc.c}
+	cc.br = cc.n.readers.Get().(*bufio.Reader)
+	cc.br.Reset(&cc.src)
+	cc.bw = cc.n.writers.Get().(*bufio.Writer)
+	cc.bw.Reset(cc.c)
+	return true
+}
+
+// release returns the connection's pooled buffers while it is idle.
+func (cc *clientConn) release() {
+	if cc.br != nil {
+		cc.br.Reset(nil)
+		cc.n.readers.Put(cc.br)
+		cc.br = nil
+	}
+	if cc.bw != nil {
+		cc.bw.Reset(nil)
+		cc.n.writers.Put(cc.bw)
+		cc.bw = nil
+	}
+}
+
+// readHead reads one request header block into cc.req. The returned bytes
+// back cc.req's slices and stay valid until the body has been read.
+func (cc *clientConn) readHead() error {
+	for {
+		buf, _ := cc.br.Peek(cc.br.Buffered())
+		k, err := h1.ParseRequest(buf, &cc.req)
+		if err == nil {
+			cc.headLen = k
+			// The header is in: body reads have no deadline of their own.
+			cc.c.SetReadDeadline(time.Time{})
+			return nil
+		}
+		if !errors.Is(err, h1.ErrIncomplete) {
+			return err
+		}
+		if cc.br.Buffered() >= cc.br.Size() || cc.br.Buffered() >= NativeMaxHeaderBytes {
+			return h1.ErrHeaderTooLarge
+		}
+		if _, err := cc.br.Peek(cc.br.Buffered() + 1); err != nil {
+			return err
+		}
+	}
+}
+
+// prefixReader reads prefix first, then from r.
+type prefixReader struct {
+	prefix []byte
+	r      io.Reader
+}
+
+func (p *prefixReader) Read(b []byte) (int, error) {
+	if len(p.prefix) > 0 {
+		k := copy(b, p.prefix)
+		p.prefix = p.prefix[k:]
+		return k, nil
+	}
+	return p.r.Read(b)
+}
+
+// reqHeader lets balancers read the parsed request's header fields.
+type reqHeader h1.Request
+
+// Get returns the first value of the named field. The string shares the
+// connection's read buffer: it is valid only during the Pick it is used in.
+func (h *reqHeader) Get(name string) string {
+	return unsafeString((*h1.Request)(h).Header(name))
+}
+
+// unsafeString views b as a string without copying. Only for strings that do
+// not outlive b's next modification: routing and balancing of one request.
+func unsafeString(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(unsafe.SliceData(b), len(b))
+}
+
+var _ balancer.Header = (*reqHeader)(nil)
+
+// isTimeout reports a deadline that passed.
+func isTimeout(err error) bool {
+	return errors.Is(err, os.ErrDeadlineExceeded)
+}

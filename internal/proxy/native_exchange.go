@@ -1,0 +1,332 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"strconv"
+	"time"
+
+	"ballast/internal/balancer"
+	"ballast/internal/h1"
+)
+
+// expectContinueWait (transport.go) also bounds how long the native engine
+// waits for a backend's 100 Continue before sending the body anyway.
+
+// serveOne reads, routes and proxies one request. It reports whether the
+// client connection stays open for another.
+func (cc *clientConn) serveOne() bool {
+	if err := cc.readHead(); err != nil {
+		cc.rejectRequest(err)
+		return false
+	}
+	req := &cc.req
+	if bytes.Equal(req.Method, []byte("CONNECT")) {
+		cc.writeError(405, false)
+		return false
+	}
+	breq := balancer.Request{
+		ClientIP: cc.ip,
+		Host:     unsafeString(req.Host),
+		Path:     unsafeString(req.Path),
+		RawQuery: unsafeString(req.Query),
+		Header:   (*reqHeader)(req),
+	}
+	a, err := cc.n.d.Begin(&breq)
+	if err != nil {
+		// The body, if any, was not read: the connection cannot be reused.
+		keep := req.KeepAlive && !req.Chunked && req.ContentLength == 0
+		cc.fail(err, "", keep)
+		return keep
+	}
+	ex := exchange{cc: cc, a: &a, req: req}
+	status, keep, err := ex.run()
+	cc.backend.Store(nil)
+	cc.n.d.End(&a, status, err)
+	return keep && !cc.n.closing.Load()
+}
+
+// rejectRequest answers a request that could not be parsed.
+func (cc *clientConn) rejectRequest(err error) {
+	switch {
+	case errors.Is(err, h1.ErrHeaderTooLarge):
+		cc.writeError(431, false)
+	case errors.Is(err, h1.ErrUnsupportedTransferCoding):
+		cc.writeError(501, false)
+	case errors.Is(err, h1.ErrMalformed):
+		cc.writeError(400, false)
+	case isTimeout(err):
+		cc.writeError(408, false)
+	}
+	// Anything else is the client closing or resetting: nothing to answer.
+}
+
+// fail answers with the status StatusFor chooses for err.
+func (cc *clientConn) fail(err error, backendAddr string, keep bool) {
+	status := StatusFor(err)
+	if status == StatusClientClosed {
+		return
+	}
+	if status >= 500 {
+		cc.n.log.Warn("proxy error", "status", status, "method", string(cc.req.Method),
+			"host", string(cc.req.Host), "path", string(cc.req.Path), "backend", backendAddr, "err", err)
+	}
+	cc.writeError(status, keep)
+}
+
+// writeError writes a short plain-text error response.
+func (cc *clientConn) writeError(status int, keep bool) {
+	body := errorBody(status)
+	bw := cc.bw
+	bw.WriteString("HTTP/1.1 ")
+	bw.WriteString(strconv.Itoa(status))
+	bw.WriteByte(' ')
+	bw.WriteString(statusText(status))
+	bw.WriteString("\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\nContent-Length: ")
+	bw.WriteString(strconv.Itoa(len(body)))
+	if !keep {
+		bw.WriteString("\r\nConnection: close")
+	}
+	bw.WriteString("\r\n\r\n")
+	bw.WriteString(body)
+	bw.Flush()
+}
+
+// exchange is one request's trip to a backend and back.
+type exchange struct {
+	cc  *clientConn
+	a   *Attempt
+	req *h1.Request
+	bc  *bconn
+
+	bodySent    bool // the request body (if any) went out completely
+	resp        h1.Response
+	respHeadLen int
+}
+
+// run proxies the request. It returns the backend's status (0 if none),
+// whether the client connection may serve another request, and the failure.
+func (ex *exchange) run() (int, bool, error) {
+	cc, up := ex.cc, ex.a.Upstream
+	idle := up.conns.idle(ex.a.Backend.Addr)
+	hasBody := ex.req.Chunked || ex.req.ContentLength > 0
+	for try := 0; ; try++ {
+		var err error
+		ex.bc, err = ex.connect(idle)
+		if err != nil {
+			cc.fail(err, ex.a.Backend.Addr, false)
+			return 0, false, err
+		}
+		cc.backend.Store(ex.bc)
+		status, keep, err := ex.roundTrip(hasBody)
+		// A reused keep-alive connection the backend had already closed fails
+		// before any response byte: the classic race with short backend
+		// keep-alive timeouts. The request never reached the application,
+		// so sending it again on a fresh connection is safe when its body
+		// was not consumed.
+		if errors.Is(err, errStale) && try == 0 && !hasBody {
+			continue
+		}
+		return status, keep, err
+	}
+}
+
+// errStale marks a reused connection that turned out to be closed.
+var errStale = errors.New("stale keep-alive connection")
+
+// connect takes an idle connection to the backend or dials a new one.
+func (ex *exchange) connect(idle *idleConns) (*bconn, error) {
+	up := ex.a.Upstream
+	if bc := idle.get(time.Now(), up.Timeouts.Idle); bc != nil {
+		return bc, nil
+	}
+	c, err := net.DialTimeout("tcp", ex.a.Backend.Addr, up.Timeouts.Connect)
+	if err != nil {
+		return nil, errors.Join(ErrConnect, err)
+	}
+	br := bufio.NewReaderSize(c, backendReadBuf)
+	return &bconn{c: c, br: br}, nil
+}
+
+// roundTrip sends the request on ex.bc and relays the response.
+func (ex *exchange) roundTrip(hasBody bool) (int, bool, error) {
+	cc, bc := ex.cc, ex.bc
+	hi := headInfo{clientIP: cc.ip, backendAddr: ex.a.Backend.Addr}
+	head := appendRequestHead(cc.scratch[:0], ex.req, &hi)
+	cc.scratch = head[:0]
+
+	// A small body already in the read buffer goes out with the head, in one
+	// write; otherwise the head goes alone and the body streams after it.
+	inline := !ex.req.Chunked && ex.req.ContentLength > 0 && !ex.req.Expect100 &&
+		ex.req.ContentLength <= int64(cc.br.Buffered()-cc.headLen) && ex.req.ContentLength <= copyBufSize
+	cc.br.Discard(cc.headLen)
+	if inline {
+		body, _ := cc.br.Peek(int(ex.req.ContentLength))
+		head = append(head, body...)
+		cc.scratch = head[:0]
+		cc.br.Discard(len(body))
+	}
+	if _, err := bc.c.Write(head); err != nil {
+		return ex.broken(err, true)
+	}
+	ex.bodySent = !hasBody || inline
+
+	if hasBody && !inline {
+		if ex.req.Expect100 {
+			return ex.expectContinue()
+		}
+		if err := ex.sendBody(); err != nil {
+			return ex.bodyFailed(err)
+		}
+	}
+	return ex.relayResponse(true)
+}
+
+// expectContinue waits (briefly) for the backend's verdict before the client
+// sends its body: a 100 is passed to the client and the body follows; a final
+// status is relayed and the unread body ends the client connection.
+func (ex *exchange) expectContinue() (int, bool, error) {
+	bc := ex.bc
+	bc.c.SetReadDeadline(time.Now().Add(expectContinueWait))
+	_, err := bc.br.Peek(1)
+	bc.c.SetReadDeadline(time.Time{})
+	if err == nil {
+		if err := ex.readResponseHead(); err != nil {
+			return ex.broken(err, false)
+		}
+		if ex.resp.Status != 100 {
+			return ex.relayParsed(false)
+		}
+		bc.br.Discard(ex.respHeadLen)
+		ex.cc.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+		if err := ex.cc.bw.Flush(); err != nil {
+			bc.c.Close()
+			return 0, false, errors.Join(ErrClientGone, err)
+		}
+	} else if !isTimeout(err) {
+		return ex.broken(err, false)
+	}
+	if err := ex.sendBody(); err != nil {
+		return ex.bodyFailed(err)
+	}
+	return ex.relayResponse(false)
+}
+
+// sendBody streams the request body from the client to the backend.
+func (ex *exchange) sendBody() error {
+	cc, bc := ex.cc, ex.bc
+	bp := cc.n.bodyBufs.Get().(*[]byte)
+	defer cc.n.bodyBufs.Put(bp)
+	buf := *bp
+	if !ex.req.Chunked {
+		cc.fixed.Reset(cc.br, ex.req.ContentLength)
+		if _, err := copyDistinct(bc.c, &cc.fixed, buf); err != nil {
+			return err
+		}
+		ex.bodySent = true
+		return nil
+	}
+	cc.chunked.Reset(cc.br)
+	for {
+		k, rerr := cc.chunked.Read(buf[:len(buf)-32])
+		if k > 0 {
+			cc.scratch = h1.AppendChunk(cc.scratch[:0], buf[:k])
+			if _, err := bc.c.Write(cc.scratch); err != nil {
+				return &writeError{err}
+			}
+		}
+		if rerr == io.EOF {
+			cc.scratch = h1.AppendLastChunk(cc.scratch[:0], cc.chunked.Trailers())
+			if _, err := bc.c.Write(cc.scratch); err != nil {
+				return &writeError{err}
+			}
+			ex.bodySent = true
+			return nil
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+}
+
+// writeError marks a failure to write to the other side of a copy (the
+// backend, for request bodies), as opposed to reading from the client.
+type writeError struct{ err error }
+
+func (e *writeError) Error() string { return e.err.Error() }
+func (e *writeError) Unwrap() error { return e.err }
+
+// copyDistinct copies src to dst through buf, telling write errors (wrapped
+// in *writeError) from read errors.
+func copyDistinct(dst io.Writer, src io.Reader, buf []byte) (int64, error) {
+	var n int64
+	for {
+		k, rerr := src.Read(buf)
+		if k > 0 {
+			w, werr := dst.Write(buf[:k])
+			n += int64(w)
+			if werr != nil {
+				return n, &writeError{werr}
+			}
+		}
+		if rerr == io.EOF {
+			return n, nil
+		}
+		if rerr != nil {
+			return n, rerr
+		}
+	}
+}
+
+// bodyFailed handles a request body that did not go through: a broken client
+// upload (bad chunking, early close) or a backend that stopped reading — in
+// which case it may already have answered, and that answer is relayed.
+func (ex *exchange) bodyFailed(err error) (int, bool, error) {
+	var we *writeError
+	if errors.As(err, &we) {
+		// The backend closed while we were sending: it may have answered.
+		if status, _, rerr := ex.relayResponse(false); rerr == nil {
+			return status, false, nil
+		}
+		return ex.broken(we.err, false)
+	}
+	ex.bc.c.Close()
+	if errors.Is(err, h1.ErrMalformed) {
+		ex.cc.writeError(400, false)
+		return 0, false, errors.Join(ErrBadRequest, err)
+	}
+	return 0, false, errors.Join(ErrClientGone, err)
+}
+
+// broken handles a failure of the backend connection before a response
+// arrived. beforeSend marks a failure while writing the request head.
+func (ex *exchange) broken(err error, beforeSend bool) (int, bool, error) {
+	bc := ex.bc
+	bc.c.Close()
+	if bc.reused && (beforeSend || isConnClosed(err)) {
+		return 0, false, errStale
+	}
+	err = classifyNative(err)
+	ex.cc.fail(err, ex.a.Backend.Addr, false)
+	return 0, false, err
+}
+
+// isConnClosed reports the errors of a connection the peer already closed.
+func isConnClosed(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || isReset(err)
+}
+
+// classifyNative turns a backend-side error of the native engine into a
+// sentinel for StatusFor.
+func classifyNative(err error) error {
+	switch {
+	case errors.Is(err, ErrConnect), errors.Is(err, ErrResponseTimeout), errors.Is(err, ErrBadResponse):
+		return err
+	case isTimeout(err):
+		return errors.Join(ErrResponseTimeout, err)
+	}
+	return errors.Join(ErrBadResponse, err)
+}
