@@ -131,6 +131,9 @@ type clientConn struct {
 	scratch []byte // reused for building header blocks and chunk frames
 	fixed   h1.FixedReader
 	chunked h1.ChunkedReader
+	breq    balancer.Request // what routing and balancing see of req
+	attempt Attempt
+	ex      exchange
 }
 
 // wakeIfIdle makes an idle connection's pending read return, so that it

@@ -28,24 +28,29 @@ func (cc *clientConn) serveOne() bool {
 		cc.writeError(405, false)
 		return false
 	}
-	breq := balancer.Request{
+	// The per-request state lives in the connection, reused: nothing here
+	// escapes to the heap per request.
+	cc.breq = balancer.Request{
 		ClientIP: cc.ip,
 		Host:     unsafeString(req.Host),
 		Path:     unsafeString(req.Path),
 		RawQuery: unsafeString(req.Query),
 		Header:   (*reqHeader)(req),
 	}
-	a, err := cc.n.d.Begin(&breq)
+	var err error
+	cc.attempt, err = cc.n.d.Begin(&cc.breq)
+	cc.breq = balancer.Request{} // drop the views of the read buffer
 	if err != nil {
 		// The body, if any, was not read: the connection cannot be reused.
 		keep := req.KeepAlive && !req.Chunked && req.ContentLength == 0
 		cc.fail(err, "", keep)
 		return keep
 	}
-	ex := exchange{cc: cc, a: &a, req: req}
-	status, keep, err := ex.run()
+	cc.ex = exchange{cc: cc, a: &cc.attempt, req: req, resp: cc.ex.resp}
+	status, keep, err := cc.ex.run()
 	cc.backend.Store(nil)
-	cc.n.d.End(&a, status, err)
+	cc.n.d.End(&cc.attempt, status, err)
+	cc.attempt = Attempt{}
 	return keep && !cc.n.closing.Load()
 }
 
@@ -102,8 +107,8 @@ type exchange struct {
 	req *h1.Request
 	bc  *bconn
 
-	bodySent    bool // the request body (if any) went out completely
-	resp        h1.Response
+	bodySent    bool        // the request body (if any) went out completely
+	resp        h1.Response // reused across exchanges: its Headers keep their capacity
 	respHeadLen int
 }
 
