@@ -132,6 +132,7 @@ type clientConn struct {
 	fixed   h1.FixedReader
 	chunked h1.ChunkedReader
 	breq    balancer.Request // what routing and balancing see of req
+	meta    reqMeta          // copies of req's fields still needed once the body is read
 	attempt Attempt
 	ex      exchange
 }
@@ -170,11 +171,13 @@ func (cc *clientConn) awaitRequest() bool {
 	}
 	cc.release()
 	cc.idle.Store(true)
-	if cc.n.closing.Load() {
-		return false
-	}
 	if cc.n.idleTimeout > 0 {
 		cc.c.SetReadDeadline(time.Now().Add(cc.n.idleTimeout))
+	}
+	// Checked after the deadline is set: a shutdown that starts now either is
+	// seen here or moves the deadline (wakeIfIdle) after it was set.
+	if cc.n.closing.Load() {
+		return false
 	}
 	k, err := cc.c.Read(cc.first[:])
 	cc.idle.Store(false)
@@ -229,6 +232,32 @@ func (cc *clientConn) readHead() error {
 		if _, err := cc.br.Peek(cc.br.Buffered() + 1); err != nil {
 			return err
 		}
+	}
+}
+
+// reqMeta keeps copies of the request fields that are needed after its body
+// has been read (which can move the header bytes in the read buffer). The
+// copies go into one buffer reused across requests: no allocation.
+type reqMeta struct {
+	buf     []byte
+	method  []byte
+	host    []byte
+	path    []byte
+	upgrade []byte // nil when the request asks for no upgrade
+}
+
+// keepMeta copies the fields of cc.req that reqMeta keeps.
+func (cc *clientConn) keepMeta() {
+	m, r := &cc.meta, &cc.req
+	m.buf = append(m.buf[:0], r.Method...)
+	m.buf = append(m.buf, r.Host...)
+	m.buf = append(m.buf, r.Path...)
+	m.buf = append(m.buf, r.Upgrade...)
+	i, j, k := len(r.Method), len(r.Method)+len(r.Host), len(r.Method)+len(r.Host)+len(r.Path)
+	m.method, m.host, m.path = m.buf[:i:i], m.buf[i:j:j], m.buf[j:k:k]
+	m.upgrade = nil
+	if r.Upgrade != nil {
+		m.upgrade = m.buf[k:]
 	}
 }
 

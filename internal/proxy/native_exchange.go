@@ -24,6 +24,7 @@ func (cc *clientConn) serveOne() bool {
 		return false
 	}
 	req := &cc.req
+	cc.keepMeta()
 	if bytes.Equal(req.Method, []byte("CONNECT")) {
 		cc.writeError(405, false)
 		return false
@@ -43,6 +44,7 @@ func (cc *clientConn) serveOne() bool {
 	if err != nil {
 		// The body, if any, was not read: the connection cannot be reused.
 		keep := req.KeepAlive && !req.Chunked && req.ContentLength == 0
+		cc.br.Discard(cc.headLen)
 		cc.fail(err, "", keep)
 		return keep
 	}
@@ -76,8 +78,8 @@ func (cc *clientConn) fail(err error, backendAddr string, keep bool) {
 		return
 	}
 	if status >= 500 {
-		cc.n.log.Warn("proxy error", "status", status, "method", string(cc.req.Method),
-			"host", string(cc.req.Host), "path", string(cc.req.Path), "backend", backendAddr, "err", err)
+		cc.n.log.Warn("proxy error", "status", status, "method", string(cc.meta.method),
+			"host", string(cc.meta.host), "path", string(cc.meta.path), "backend", backendAddr, "err", err)
 	}
 	cc.writeError(status, keep)
 }
@@ -118,6 +120,10 @@ func (ex *exchange) run() (int, bool, error) {
 	cc, up := ex.cc, ex.a.Upstream
 	idle := up.conns.idle(ex.a.Backend.Addr)
 	hasBody := ex.req.Chunked || ex.req.ContentLength > 0
+	// Past this point the body is read from cc.br, which may move the header
+	// bytes that ex.req points into: only cc.meta and ex.req's numbers and
+	// flags are used after the request head has been built.
+	cc.br.Discard(cc.headLen)
 	for try := 0; ; try++ {
 		var err error
 		ex.bc, err = ex.connect(idle)
@@ -166,8 +172,7 @@ func (ex *exchange) roundTrip(hasBody bool) (int, bool, error) {
 	// A small body already in the read buffer goes out with the head, in one
 	// write; otherwise the head goes alone and the body streams after it.
 	inline := !ex.req.Chunked && ex.req.ContentLength > 0 && !ex.req.Expect100 &&
-		ex.req.ContentLength <= int64(cc.br.Buffered()-cc.headLen) && ex.req.ContentLength <= copyBufSize
-	cc.br.Discard(cc.headLen)
+		ex.req.ContentLength <= int64(cc.br.Buffered()) && ex.req.ContentLength <= copyBufSize
 	if inline {
 		body, _ := cc.br.Peek(int(ex.req.ContentLength))
 		head = append(head, body...)

@@ -18,7 +18,7 @@ func (ex *exchange) readResponseHead() error {
 	for {
 		if br.Buffered() > 0 {
 			buf, _ := br.Peek(br.Buffered())
-			k, err := h1.ParseResponse(buf, ex.req.Method, &ex.resp)
+			k, err := h1.ParseResponse(buf, ex.cc.meta.method, &ex.resp)
 			if err == nil {
 				ex.respHeadLen = k
 				return nil
@@ -198,7 +198,7 @@ func (ex *exchange) copyStream(chunkOut bool) (rerr, werr error) {
 // flow raw both ways until either side closes.
 func (ex *exchange) switchProtocols() (int, bool, error) {
 	cc, bc, resp := ex.cc, ex.bc, &ex.resp
-	if ex.req.Upgrade == nil || resp.Upgrade == nil || !hasToken(ex.req.Upgrade, resp.Upgrade) {
+	if ex.cc.meta.upgrade == nil || resp.Upgrade == nil || !hasToken(ex.cc.meta.upgrade, resp.Upgrade) {
 		bc.c.Close()
 		err := errors.Join(ErrBadResponse, errors.New("101 Switching Protocols without a matching upgrade request"))
 		cc.fail(err, ex.a.Backend.Addr, false)
