@@ -197,8 +197,27 @@ func (cc *clientConn) awaitRequest() bool {
 	return true
 }
 
-// release returns the connection's pooled buffers while it is idle.
+// maxIdleScratch bounds the scratch and meta buffers an idle connection keeps.
+const maxIdleScratch = 4 << 10
+
+// maxIdleHeaders bounds the parsed-header slices an idle connection keeps.
+const maxIdleHeaders = 32
+
+// release returns the connection's pooled buffers while it is idle, and drops
+// scratch buffers that a large request made large.
 func (cc *clientConn) release() {
+	if cap(cc.scratch) > maxIdleScratch {
+		cc.scratch = nil
+	}
+	if cap(cc.meta.buf) > maxIdleScratch {
+		cc.meta = reqMeta{}
+	}
+	if cap(cc.req.Headers) > maxIdleHeaders {
+		cc.req.Headers = nil
+	}
+	if cap(cc.ex.resp.Headers) > maxIdleHeaders {
+		cc.ex.resp.Headers = nil
+	}
 	if cc.br != nil {
 		cc.br.Reset(nil)
 		cc.n.readers.Put(cc.br)

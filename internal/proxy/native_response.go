@@ -1,9 +1,11 @@
 package proxy
 
 import (
+	"bufio"
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -165,8 +167,7 @@ func (ex *exchange) copyStream(chunkOut bool) (rerr, werr error) {
 		k, err := src.Read(buf)
 		if k > 0 {
 			if chunkOut {
-				cc.scratch = h1.AppendChunk(cc.scratch[:0], buf[:k])
-				_, werr = cc.bw.Write(cc.scratch)
+				werr = writeChunk(cc.bw, buf[:k])
 			} else {
 				_, werr = cc.bw.Write(buf[:k])
 			}
@@ -192,6 +193,18 @@ func (ex *exchange) copyStream(chunkOut bool) (rerr, werr error) {
 			return err, nil
 		}
 	}
+}
+
+// writeChunk writes p as one chunk of a chunked body, without copying p
+// anywhere but into w's buffer (or straight through it when p is large).
+func writeChunk(w *bufio.Writer, p []byte) error {
+	var hdr [20]byte
+	h := strconv.AppendUint(hdr[:0], uint64(len(p)), 16)
+	h = append(h, '\r', '\n')
+	w.Write(h)
+	w.Write(p)
+	_, err := w.WriteString("\r\n")
+	return err
 }
 
 // switchProtocols finishes an Upgrade: the 101 goes to the client, then bytes
