@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"io"
+	"net/http"
 	"testing"
 )
 
@@ -98,6 +99,23 @@ func BenchmarkHeaderLookup(b *testing.B) {
 	for b.Loop() {
 		if r.Header("cookie") == nil {
 			b.Fatal("no cookie")
+		}
+	}
+}
+
+// BenchmarkNetHTTPReadRequest is the baseline ParseRequest replaces:
+// net/http's parser on the same request.
+func BenchmarkNetHTTPReadRequest(b *testing.B) {
+	buf := []byte(browserGET)
+	src := bytes.NewReader(buf)
+	br := bufio.NewReader(src)
+	b.SetBytes(int64(len(buf)))
+	b.ReportAllocs()
+	for b.Loop() {
+		src.Reset(buf)
+		br.Reset(src)
+		if _, err := http.ReadRequest(br); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

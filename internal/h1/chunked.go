@@ -67,9 +67,9 @@ func (c *ChunkedReader) Trailers() []byte {
 	return c.trail
 }
 
-// Read decodes body bytes into p. Having copied some data it only moves on to
-// the next chunk header when that is already buffered, so it never blocks
-// with data in hand.
+// Read decodes body bytes into p. Having copied some data it goes on only
+// with what is already buffered (the next chunk header, its data), so it
+// never blocks with data in hand.
 func (c *ChunkedReader) Read(p []byte) (int, error) {
 	if c.err != nil {
 		return 0, c.err
@@ -85,6 +85,9 @@ func (c *ChunkedReader) Read(p []byte) (int, error) {
 			}
 			c.step()
 			continue
+		}
+		if n > 0 && c.br.Buffered() == 0 {
+			break // the data of the next chunk is not here yet
 		}
 		m := p[n:]
 		if int64(len(m)) > c.left {

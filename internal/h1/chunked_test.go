@@ -163,7 +163,8 @@ func TestChunkedReaderSticky(t *testing.T) {
 func TestChunkedReaderNoBlockWithData(t *testing.T) {
 	pr, pw := io.Pipe()
 	defer pr.Close()
-	go func() { _, _ = pw.Write([]byte("5\r\nhello\r\n")) }()
+	// The second chunk's header arrives, its data does not.
+	go func() { _, _ = pw.Write([]byte("5\r\nhello\r\n5\r\n")) }()
 	var c ChunkedReader
 	c.Reset(bufio.NewReader(pr))
 	done := make(chan string, 1)

@@ -5,9 +5,11 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httputil"
 	"testing"
+	"unsafe"
 )
 
 var requestSeeds = []string{
@@ -21,6 +23,54 @@ var requestSeeds = []string{
 	"PUT /\xff HTTP/1.1\r\nHost: a\r\nX: \xff\tv\r\nExpect: 100-continue\r\n\r\n",
 }
 
+// genRequest builds a header block from parts that touch every framing
+// rule, so that random draws often produce requests that parse.
+func genRequest(rng *rand.Rand) []byte {
+	pick := func(xs ...string) string { return xs[rng.IntN(len(xs))] }
+	b := []byte(pick("", "", "", "\r\n"))
+	b = append(b, pick("GET", "POST", "PUT", "OPTIONS", "CONNECT", "HEAD")...)
+	b = append(b, ' ')
+	b = append(b, pick("/", "/a?b", "*", "http://h.example/x", "HTTPS://h.example", "h.example:443", "/%20?")...)
+	b = append(b, pick(" HTTP/1.1\r\n", " HTTP/1.1\r\n", " HTTP/1.0\r\n")...)
+	for range rng.IntN(6) {
+		b = append(b, pick("Host", "host", "Content-Length", "Transfer-Encoding",
+			"Connection", "Upgrade", "Expect", "X-A", "Trailer")...)
+		b = append(b, pick(": ", ": ", ":", ":\t", " : ", ":  ")...)
+		b = append(b, pick("h.example", "", "5", "05", "5, 5", "5,6", "7 ", "chunked",
+			"Chunked", "gzip, chunked", "chunked, gzip", "identity", "close",
+			"keep-alive", "upgrade", "100-continue", "a\tb", "\xff", "[::1]:80",
+			"h.example:8080", "-1", "0")...)
+		b = append(b, "\r\n"...)
+	}
+	if rng.IntN(3) == 0 {
+		b = append(b, "Host: h.example\r\n"...)
+	}
+	return append(b, "\r\n"...)
+}
+
+// TestParseRequestDifferential runs the fuzz checks on many generated
+// requests (seeded, so failures reproduce), to reach the framing rules
+// more often than byte-level fuzzing does.
+func TestParseRequestDifferential(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	accepted := 0
+	for range 20000 {
+		in := genRequest(rng)
+		var r Request
+		n, err := ParseRequest(in, &r)
+		if err != nil {
+			continue
+		}
+		accepted++
+		checkRequest(t, in, n, &r)
+		checkReserialised(t, &r)
+		checkAgainstNetHTTP(t, in[:n], &r)
+	}
+	if accepted < 1000 {
+		t.Errorf("only %d of 20000 generated requests parsed; the generator is too weak", accepted)
+	}
+}
+
 // FuzzParseRequest checks that ParseRequest never panics and that what it
 // accepts is sound: the block ends at n with CRLF CRLF, no field holds CR, LF
 // or NUL, framing is unambiguous, a re-serialisation parses to the same
@@ -31,6 +81,10 @@ func FuzzParseRequest(f *testing.F) {
 	}
 	for _, p := range requestProbes {
 		f.Add([]byte(expandHost(p.in)))
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 100 {
+		f.Add(genRequest(rng))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var r Request
@@ -82,6 +136,27 @@ func checkRequest(t *testing.T, data []byte, n int, r *Request) {
 	if r.Minor == 1 && r.Host == nil {
 		t.Fatal("HTTP/1.1 request accepted without a host")
 	}
+	for _, s := range [][]byte{r.Method, r.Target, r.Path, r.Query, r.Host, r.Upgrade} {
+		checkInside(t, data[:n], s)
+	}
+	for _, h := range r.Headers {
+		checkInside(t, data[:n], h.Name)
+		checkInside(t, data[:n], h.Value)
+	}
+}
+
+// checkInside fails unless s is empty or lies within buf: parsed fields must
+// point into the caller's buffer, never at a copy.
+func checkInside(t *testing.T, buf, s []byte) {
+	t.Helper()
+	if len(s) == 0 {
+		return
+	}
+	base := uintptr(unsafe.Pointer(unsafe.SliceData(buf)))
+	p := uintptr(unsafe.Pointer(unsafe.SliceData(s)))
+	if p < base || p+uintptr(len(s)) > base+uintptr(len(buf)) {
+		t.Fatalf("field %q does not point into the parsed buffer", s)
+	}
 }
 
 // checkReserialised writes r back out from its fields and parses it again.
@@ -121,6 +196,9 @@ func checkReserialised(t *testing.T, r *Request) {
 // the host and how long the body is, or one of them could be smuggled past.
 func checkAgainstNetHTTP(t *testing.T, block []byte, r *Request) {
 	t.Helper()
+	for bytes.HasPrefix(block, []byte("\r\n")) {
+		block = block[2:] // ReadRequest does not skip empty lines (its server does)
+	}
 	req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(block)))
 	if err != nil {
 		return
@@ -194,4 +272,56 @@ func decodeFuzz(data []byte, step int) (out, trailers []byte, consumed int, err 
 			return nil, nil, 0, err
 		}
 	}
+}
+
+// FuzzParseResponse checks that ParseResponse never panics and that the
+// framing it reports is consistent: one of bodyless, chunked, a length, or
+// until close; never Content-Length beside Transfer-Encoding; no
+// keep-alive on a body that ends at close.
+func FuzzParseResponse(f *testing.F) {
+	f.Add([]byte(typicalResponse), "GET")
+	for _, p := range responseProbes {
+		f.Add([]byte(p.in), "GET")
+	}
+	f.Add([]byte("HTTP/1.1 101 Switching\r\nConnection: upgrade\r\nUpgrade: ws\r\n\r\n"), "GET")
+	f.Add([]byte("HTTP/1.0 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n"), "HEAD")
+	f.Fuzz(func(t *testing.T, data []byte, method string) {
+		var r Response
+		n, err := ParseResponse(data, []byte(method), &r)
+		if err != nil {
+			if n != 0 {
+				t.Fatalf("n = %d with error %v", n, err)
+			}
+			return
+		}
+		if n < 4 || n > len(data) || string(data[n-4:n]) != "\r\n\r\n" {
+			t.Fatalf("n = %d does not end a header block", n)
+		}
+		if r.Status < 100 || r.Status > 599 {
+			t.Fatalf("status %d", r.Status)
+		}
+		modes := 0
+		for _, m := range []bool{r.Bodyless, r.Chunked, r.UntilClose} {
+			if m {
+				modes++
+			}
+		}
+		switch {
+		case modes > 1:
+			t.Fatalf("several framings: %+v", summarizeResp(&r))
+		case r.Bodyless && r.ContentLength != 0,
+			(r.Chunked || r.UntilClose) && r.ContentLength != -1,
+			modes == 0 && r.ContentLength < 0:
+			t.Fatalf("ContentLength %d with %+v", r.ContentLength, summarizeResp(&r))
+		case r.UntilClose && r.KeepAlive:
+			t.Fatal("keep-alive on a body delimited by close")
+		case r.Header("content-length") != nil && r.Header("transfer-encoding") != nil:
+			t.Fatal("accepted both Content-Length and Transfer-Encoding")
+		}
+		for _, h := range r.Headers {
+			if bytes.ContainsAny(h.Value, "\r\n\x00") || len(h.Name) == 0 {
+				t.Fatalf("bad field %q: %q", h.Name, h.Value)
+			}
+		}
+	})
 }

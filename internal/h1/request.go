@@ -22,6 +22,12 @@ import "fmt"
 // all ErrMalformed. A valid list ending in chunked after other codings
 // ("gzip, chunked") is ErrUnsupportedTransferCoding (501): we only decode
 // chunked. Content-Length fields must all carry the same decimal value.
+//
+// An absolute-form or CONNECT target's authority becomes r.Host in place of
+// the Host field (RFC 9112 §3.2.2), which must still be present and valid in
+// HTTP/1.1; a proxy sends r.Host upstream so that the backend cannot route on
+// a different host than the proxy did. On error r's contents are unspecified,
+// but r.Headers keeps its capacity.
 func ParseRequest(buf []byte, r *Request) (n int, err error) {
 	*r = Request{Headers: r.Headers[:0]}
 	i := 0
@@ -123,6 +129,7 @@ func (r *Request) parseTarget() error {
 		if string(r.Method) != "OPTIONS" {
 			return malformed("asterisk-form target without OPTIONS")
 		}
+		r.Path = tg // forwarded as is: "OPTIONS * HTTP/1.1"
 	default:
 		return r.parseAbsolute()
 	}

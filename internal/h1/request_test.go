@@ -140,7 +140,7 @@ func TestParseRequestValid(t *testing.T) {
 			s.Target, s.Host, s.Minor, s.KeepAlive, s.Headers = "http://10.0.0.1/", "10.0.0.1", 0, false, 0
 		})},
 		{"OPTIONS asterisk", "OPTIONS * HTTP/1.1\r\n" + h + "\r\n", get(func(s *reqSummary) {
-			s.Method, s.Target, s.Path = "OPTIONS", "*", "<nil>"
+			s.Method, s.Target, s.Path = "OPTIONS", "*", "*"
 		})},
 		{"CONNECT authority-form overrides Host", "CONNECT example.com:443 HTTP/1.1\r\nHost: other.example\r\n\r\n", get(func(s *reqSummary) {
 			s.Method, s.Target, s.Path, s.Host = "CONNECT", "example.com:443", "<nil>", "example.com:443"

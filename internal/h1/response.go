@@ -20,7 +20,9 @@ package h1
 //   - with neither field the body runs until close (ContentLength -1).
 //
 // The framing fields are validated even for bodyless responses.
-// KeepAlive is false whenever the body runs until close.
+// KeepAlive is false whenever the body runs until close. Unlike a request, a
+// response may not be preceded by empty lines: a stray CRLF after the previous
+// body means the backend framed that body wrongly.
 func ParseResponse(buf []byte, method []byte, r *Response) (n int, err error) {
 	*r = Response{Headers: r.Headers[:0]}
 	end, err := lineEnd(buf, 0)
