@@ -18,6 +18,7 @@ type bconn struct {
 	br       *bufio.Reader
 	idleFrom time.Time // when it was parked
 	reused   bool      // it served an exchange before this one
+	rd       readDeadline
 }
 
 // idleConns keeps the idle keep-alive connections to one backend. get and put

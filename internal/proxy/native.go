@@ -124,17 +124,19 @@ type clientConn struct {
 	first [nativeIdleBuf]byte
 	src   prefixReader
 
-	br      *bufio.Reader
-	bw      *bufio.Writer
-	req     h1.Request
-	headLen int    // length of req's header block in br
-	scratch []byte // reused for building header blocks and chunk frames
-	fixed   h1.FixedReader
-	chunked h1.ChunkedReader
-	breq    balancer.Request // what routing and balancing see of req
-	meta    reqMeta          // copies of req's fields still needed once the body is read
-	attempt Attempt
-	ex      exchange
+	br        *bufio.Reader
+	bw        *bufio.Writer
+	rd        readDeadline
+	headStart time.Time // when a header that did not come in one read began
+	req       h1.Request
+	headLen   int    // length of req's header block in br
+	scratch   []byte // reused for building header blocks and chunk frames
+	fixed     h1.FixedReader
+	chunked   h1.ChunkedReader
+	breq      balancer.Request // what routing and balancing see of req
+	meta      reqMeta          // copies of req's fields still needed once the body is read
+	attempt   Attempt
+	ex        exchange
 }
 
 // wakeIfIdle makes an idle connection's pending read return, so that it
@@ -166,13 +168,14 @@ func (cc *clientConn) serve() {
 // a pooled buffer, then takes one. It reports false when the connection is
 // done (closed, idle timeout, shutdown).
 func (cc *clientConn) awaitRequest() bool {
+	cc.headStart = time.Time{}
 	if cc.br != nil && cc.br.Buffered() > 0 {
 		return true // a pipelined request is already here
 	}
 	cc.release()
 	cc.idle.Store(true)
 	if cc.n.idleTimeout > 0 {
-		cc.c.SetReadDeadline(time.Now().Add(cc.n.idleTimeout))
+		cc.rd.set(cc.c, time.Now().Add(cc.n.idleTimeout), deadlineSlack)
 	}
 	// Checked after the deadline is set: a shutdown that starts now either is
 	// seen here or moves the deadline (wakeIfIdle) after it was set.
@@ -183,11 +186,6 @@ func (cc *clientConn) awaitRequest() bool {
 	cc.idle.Store(false)
 	if k == 0 || err != nil && !errors.Is(err, io.EOF) {
 		return false
-	}
-	if cc.n.readHeaderTimeout > 0 {
-		cc.c.SetReadDeadline(time.Now().Add(cc.n.readHeaderTimeout))
-	} else {
-		cc.c.SetReadDeadline(time.Time{})
 	}
 	cc.src = prefixReader{prefix: cc.first[:k], r: cc.c}
 	cc.br = cc.n.readers.Get().(*bufio.Reader)
@@ -219,8 +217,10 @@ func (cc *clientConn) release() {
 		cc.ex.resp.Headers = nil
 	}
 	if cc.br != nil {
-		cc.br.Reset(nil)
-		cc.n.readers.Put(cc.br)
+		if cc.br.Size() == nativeReadBuf { // a grown one (growReader) is left to the GC
+			cc.br.Reset(nil)
+			cc.n.readers.Put(cc.br)
+		}
 		cc.br = nil
 	}
 	if cc.bw != nil {
@@ -238,15 +238,28 @@ func (cc *clientConn) readHead() error {
 		k, err := h1.ParseRequest(buf, &cc.req)
 		if err == nil {
 			cc.headLen = k
-			// The header is in: body reads have no deadline of their own.
-			cc.c.SetReadDeadline(time.Time{})
+			// The header is in. A body (or a tunnel) is read without a
+			// deadline; otherwise the idle deadline may stay, as nothing is
+			// read from the client until the next request.
+			if cc.req.Chunked || cc.req.ContentLength > 0 || cc.req.Upgrade != nil {
+				cc.rd.set(cc.c, time.Time{}, 0)
+			}
 			return nil
 		}
 		if !errors.Is(err, h1.ErrIncomplete) {
 			return err
 		}
-		if cc.br.Buffered() >= cc.br.Size() || cc.br.Buffered() >= NativeMaxHeaderBytes {
+		// Most requests arrive whole in one read. One that does not must
+		// complete within readHeaderTimeout (slow-header attacks).
+		if cc.headStart.IsZero() && cc.n.readHeaderTimeout > 0 {
+			cc.headStart = time.Now()
+			cc.rd.set(cc.c, cc.headStart.Add(cc.n.readHeaderTimeout), 0)
+		}
+		if cc.br.Buffered() >= NativeMaxHeaderBytes {
 			return h1.ErrHeaderTooLarge
+		}
+		if cc.br.Buffered() >= cc.br.Size() {
+			cc.growReader()
 		}
 		if _, err := cc.br.Peek(cc.br.Buffered() + 1); err != nil {
 			return err
@@ -278,6 +291,38 @@ func (cc *clientConn) keepMeta() {
 	if r.Upgrade != nil {
 		m.upgrade = m.buf[k:]
 	}
+}
+
+// deadlineSlack is how far a client's idle deadline may drift before it is
+// moved: each move costs a runtime timer update, and keep-alive requests that
+// come quicker than this need none.
+const deadlineSlack = time.Second
+
+// readDeadline tracks a connection's read deadline so that it is changed only
+// when it must move by more than a slack.
+type readDeadline struct{ at time.Time }
+
+// set moves the deadline to at (zero: none) unless it is already within slack of it.
+func (d *readDeadline) set(c net.Conn, at time.Time, slack time.Duration) {
+	switch {
+	case at.IsZero() && d.at.IsZero():
+		return
+	case !at.IsZero() && !d.at.IsZero() && at.Sub(d.at).Abs() <= slack:
+		return
+	}
+	d.at = at
+	c.SetReadDeadline(at)
+}
+
+// growReader moves a header block that outgrew the read buffer into one of
+// NativeMaxHeaderBytes. Rare (header blocks over 16 KiB), so it may allocate.
+func (cc *clientConn) growReader() {
+	buffered, _ := cc.br.Peek(cc.br.Buffered())
+	prefix := append(append([]byte(nil), buffered...), cc.src.prefix...)
+	cc.src = prefixReader{prefix: prefix, r: cc.c}
+	cc.br.Reset(nil)
+	cc.n.readers.Put(cc.br)
+	cc.br = bufio.NewReaderSize(&cc.src, NativeMaxHeaderBytes)
 }
 
 // prefixReader reads prefix first, then from r.

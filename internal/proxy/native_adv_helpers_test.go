@@ -3,7 +3,7 @@ package proxy
 // Helpers of the adversarial native-engine suite (native_adv_*_test.go): a raw
 // TCP backend that records exactly what it receives, a raw TCP client, and a
 // proxy built around the native engine with configurable timeouts. Both raw
-// sides parse messages with the small reader below rather than net/http, so
+// sides parse messages with the reader in native_adv_msg_test.go, not net/http, so
 // that the tests see the bytes on the wire (field names, order, framing) and
 // not a library's interpretation of them.
 
@@ -28,180 +28,10 @@ import (
 	"ballast/internal/router"
 )
 
-// advDeadline bounds every raw connection of the suite: no test can hang.
-const advDeadline = 10 * time.Second
-
-// advMsg is one HTTP/1.x message as seen on the wire.
-type advMsg struct {
-	raw      string      // the head, through its empty line
-	line     string      // request-line or status-line
-	fields   [][2]string // header fields in order, names as sent
-	body     []byte
-	trailers [][2]string
-	bodyErr  error // nil when the body arrived complete
-	conn     int64 // backend side: which accepted connection (1-based)
-}
-
-func (m *advMsg) get(name string) string {
-	if v := m.all(name); len(v) > 0 {
-		return v[0]
-	}
-	return ""
-}
-
-func (m *advMsg) has(name string) bool { return len(m.all(name)) > 0 }
-
-func (m *advMsg) all(name string) []string {
-	var vs []string
-	for _, f := range m.fields {
-		if strings.EqualFold(f[0], name) {
-			vs = append(vs, f[1])
-		}
-	}
-	return vs
-}
-
-func (m *advMsg) trailer(name string) string {
-	for _, f := range m.trailers {
-		if strings.EqualFold(f[0], name) {
-			return f[1]
-		}
-	}
-	return ""
-}
-
-// status is a response's status code (0 if the line is not a status-line).
-func (m *advMsg) status() int {
-	if len(m.line) < 12 {
-		return 0
-	}
-	s, _ := strconv.Atoi(m.line[9:12])
-	return s
-}
-
-// target is a request's request-target.
-func (m *advMsg) target() string {
-	p := strings.Split(m.line, " ")
-	if len(p) != 3 {
-		return ""
-	}
-	return p[1]
-}
-
-func (m *advMsg) method() string { return strings.SplitN(m.line, " ", 2)[0] }
-
-// advReadHead reads a header block: lines up to the empty one.
-func advReadHead(br *bufio.Reader) (*advMsg, error) {
-	m := &advMsg{}
-	var raw strings.Builder
-	for i := 0; ; i++ {
-		if i > 1000 {
-			return nil, errors.New("header block too long")
-		}
-		line, err := br.ReadString('\n')
-		raw.WriteString(line)
-		if err != nil {
-			if raw.Len() > 0 && errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
-			}
-			return nil, err
-		}
-		if !strings.HasSuffix(line, "\r\n") {
-			return nil, fmt.Errorf("bare LF in %q", line)
-		}
-		line = strings.TrimSuffix(line, "\r\n")
-		switch {
-		case line == "":
-			m.raw = raw.String()
-			return m, nil
-		case i == 0:
-			m.line = line
-		default:
-			name, value, ok := strings.Cut(line, ":")
-			if !ok {
-				return nil, fmt.Errorf("bad field line %q", line)
-			}
-			m.fields = append(m.fields, [2]string{name, strings.TrimSpace(value)})
-		}
-	}
-}
-
-// advReadChunked decodes a chunked body and its trailers.
-func advReadChunked(br *bufio.Reader) (body []byte, trailers [][2]string, err error) {
-	for i := 0; ; i++ {
-		if i > 1<<20 {
-			return body, nil, errors.New("too many chunks")
-		}
-		line, err := br.ReadString('\n')
-		if err != nil {
-			return body, nil, io.ErrUnexpectedEOF
-		}
-		sz, _, _ := strings.Cut(strings.TrimSuffix(line, "\r\n"), ";")
-		n, err := strconv.ParseInt(strings.TrimSpace(sz), 16, 64)
-		if err != nil {
-			return body, nil, fmt.Errorf("bad chunk line %q", line)
-		}
-		if n == 0 {
-			break
-		}
-		start := len(body)
-		body = append(body, make([]byte, n)...)
-		if _, err := io.ReadFull(br, body[start:]); err != nil {
-			return body[:start], nil, io.ErrUnexpectedEOF
-		}
-		var crlf [2]byte
-		if _, err := io.ReadFull(br, crlf[:]); err != nil || string(crlf[:]) != "\r\n" {
-			return body, nil, fmt.Errorf("chunk data not followed by CRLF: %q %v", crlf, err)
-		}
-	}
-	for range 100 {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			return body, trailers, io.ErrUnexpectedEOF
-		}
-		line = strings.TrimSuffix(line, "\r\n")
-		if line == "" {
-			return body, trailers, nil
-		}
-		name, value, _ := strings.Cut(line, ":")
-		trailers = append(trailers, [2]string{name, strings.TrimSpace(value)})
-	}
-	return body, trailers, errors.New("too many trailer fields")
-}
-
-// advReadBody reads a body framed as m's fields say; untilEOF selects a body
-// delimited by the connection closing when there is no framing field.
-func advReadBody(br *bufio.Reader, m *advMsg, untilEOF bool) {
-	switch te := strings.ToLower(m.get("Transfer-Encoding")); {
-	case strings.HasSuffix(te, "chunked"):
-		m.body, m.trailers, m.bodyErr = advReadChunked(br)
-	case m.has("Content-Length"):
-		n, err := strconv.ParseInt(m.get("Content-Length"), 10, 64)
-		if err != nil {
-			m.bodyErr = err
-			return
-		}
-		m.body = make([]byte, n)
-		k, err := io.ReadFull(br, m.body)
-		m.body, m.bodyErr = m.body[:k], err
-	case untilEOF:
-		m.body, m.bodyErr = io.ReadAll(br)
-	}
-}
-
-// advReadResponse reads one response to a request with the given method.
-func advReadResponse(br *bufio.Reader, method string) (*advMsg, error) {
-	m, err := advReadHead(br)
-	if err != nil {
-		return nil, err
-	}
-	st := m.status()
-	if method == "HEAD" || st < 200 || st == 204 || st == 304 {
-		return m, nil
-	}
-	advReadBody(br, m, true)
-	return m, m.bodyErr
-}
+// advDeadline bounds every raw connection of the suite: no test can hang. It
+// is generous because -race on a loaded machine is slow; tests that expect
+// something within a short time set their own, shorter, deadline.
+const advDeadline = 60 * time.Second
 
 // advClient is a raw TCP client of the proxy.
 type advClient struct {
@@ -288,7 +118,7 @@ func (ac *advConn) body(m *advMsg) bool {
 	tmp.fields = m.fields
 	advReadBody(ac.br, &tmp, false)
 	ac.b.mu.Lock()
-	m.body, m.trailers, m.bodyErr = tmp.body, tmp.trailers, tmp.bodyErr
+	m.body, m.trailers, m.bodyErr, m.bodyDone = tmp.body, tmp.trailers, tmp.bodyErr, true
 	ac.b.mu.Unlock()
 	return tmp.bodyErr == nil
 }
@@ -339,6 +169,7 @@ func advResponse(status int, extra, body string) string {
 type advBackend struct {
 	addr    string
 	accepts atomic.Int64
+	closes  atomic.Int64  // connections the backend has closed
 	done    chan struct{} // closed when the test ends: blocked handlers return
 
 	mu    sync.Mutex
@@ -382,6 +213,7 @@ func newAdvRawBackend(t testing.TB, serve func(ac *advConn)) *advBackend {
 			b.mu.Unlock()
 			id := b.accepts.Add(1)
 			wg.Go(func() {
+				defer b.closes.Add(1)
 				defer c.Close()
 				c.SetDeadline(time.Now().Add(advDeadline))
 				serve(&advConn{b: b, id: id, c: c, br: bufio.NewReader(c)})
@@ -469,7 +301,7 @@ func newAdvProxy(t testing.TB, cfg advProxyConfig, addrs ...string) *advProxy {
 	t.Cleanup(func() {
 		ln.Close()
 		<-served
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		n.Shutdown(ctx)
 		up.Close()

@@ -204,6 +204,39 @@ func TestNativePipelinedRequests(t *testing.T) {
 	}
 }
 
+// TestNativePipelinedBurst: hundreds of pipelined requests, mixed with
+// bodies, sent in one go (far more than one read buffer) are all answered,
+// in order, over one backend connection.
+func TestNativePipelinedBurst(t *testing.T) {
+	b := newAdvBackend(t, nil)
+	p := newAdvProxy(t, advProxyConfig{}, b.addr)
+	c := advDial(t, p.addr)
+	const n = 400
+	var burst strings.Builder
+	for i := range n {
+		if i%4 == 3 {
+			body := strings.Repeat("b", i)
+			fmt.Fprintf(&burst, "POST /p/%d HTTP/1.1\r\nHost: a\r\nX-Token: %d\r\nContent-Length: %d\r\n\r\n%s", i, i, len(body), body)
+		} else {
+			burst.WriteString(advGet(fmt.Sprint("/p/", i), fmt.Sprint(i)))
+		}
+	}
+	go c.c.Write([]byte(burst.String())) // read responses meanwhile: no deadlock on full buffers
+	for i := range n {
+		method, body := "GET", ""
+		if i%4 == 3 {
+			method, body = "POST", strings.Repeat("b", i)
+		}
+		m := c.resp(method)
+		if want := advEchoOf(method, fmt.Sprint("/p/", i), fmt.Sprint(i), []byte(body)); !advEchoMatch(string(m.body), want) {
+			t.Fatalf("response %d: %q, want %q", i, m.body, want)
+		}
+	}
+	if got := b.accepts.Load(); got != 1 {
+		t.Errorf("%d backend connections, want 1", got)
+	}
+}
+
 // TestNativeBodylessResponses: HEAD keeps the Content-Length and sends no
 // body; 204 and 304 carry none either; the client and the backend connection
 // stay in step afterwards (one backend connection throughout).

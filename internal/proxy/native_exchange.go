@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"strconv"
 	"time"
 
@@ -126,33 +127,51 @@ func (ex *exchange) run() (int, bool, error) {
 	cc.br.Discard(cc.headLen)
 	for try := 0; ; try++ {
 		var err error
-		ex.bc, err = ex.connect(idle)
+		// A retry never takes another pooled connection: it may be just as
+		// stale as the first.
+		ex.bc, err = ex.connect(idle, try == 0, hasBody)
 		if err != nil {
 			cc.fail(err, ex.a.Backend.Addr, false)
 			return 0, false, err
 		}
 		cc.backend.Store(ex.bc)
 		status, keep, err := ex.roundTrip(hasBody)
+		if !errors.Is(err, errStale) {
+			return status, keep, err
+		}
 		// A reused keep-alive connection the backend had already closed fails
 		// before any response byte: the classic race with short backend
-		// keep-alive timeouts. The request never reached the application,
-		// so sending it again on a fresh connection is safe when its body
-		// was not consumed.
-		if errors.Is(err, errStale) && try == 0 && !hasBody {
+		// keep-alive timeouts. The request never reached the application, so
+		// sending it again on a fresh connection is safe when it had no body
+		// (one with a body was checked alive before it was sent, see connect).
+		if try == 0 && !hasBody {
 			continue
 		}
-		return status, keep, err
+		err = errors.Join(ErrBadResponse, err)
+		cc.fail(err, ex.a.Backend.Addr, false)
+		return 0, false, err
 	}
 }
 
 // errStale marks a reused connection that turned out to be closed.
 var errStale = errors.New("stale keep-alive connection")
 
-// connect takes an idle connection to the backend or dials a new one.
-func (ex *exchange) connect(idle *idleConns) (*bconn, error) {
+// connect takes an idle connection to the backend (when pooled is true) or
+// dials a new one. For a request with a body, a pooled connection is first
+// checked for a close the backend already sent: such a request cannot be
+// retried safely once its body has gone out, so it must not go out on a
+// connection that is known to be dead.
+func (ex *exchange) connect(idle *idleConns, pooled, hasBody bool) (*bconn, error) {
 	up := ex.a.Upstream
-	if bc := idle.get(time.Now(), up.Timeouts.Idle); bc != nil {
-		return bc, nil
+	for pooled {
+		bc := idle.get(time.Now(), up.Timeouts.Idle)
+		if bc == nil {
+			break
+		}
+		if !hasBody || peerOpen(bc.c) {
+			return bc, nil
+		}
+		bc.c.Close()
 	}
 	c, err := net.DialTimeout("tcp", ex.a.Backend.Addr, up.Timeouts.Connect)
 	if err != nil {
@@ -200,16 +219,31 @@ func (ex *exchange) roundTrip(hasBody bool) (int, bool, error) {
 // status is relayed and the unread body ends the client connection.
 func (ex *exchange) expectContinue() (int, bool, error) {
 	bc := ex.bc
-	bc.c.SetReadDeadline(time.Now().Add(expectContinueWait))
+	bc.rd.set(bc.c, time.Now().Add(expectContinueWait), 0)
 	_, err := bc.br.Peek(1)
-	bc.c.SetReadDeadline(time.Time{})
+	bc.rd.set(bc.c, time.Time{}, 0)
 	if err == nil {
-		if err := ex.readResponseHead(); err != nil {
-			return ex.broken(err, false)
+		// Something came: read the whole head within response_header, passing
+		// informational responses other than 100 on to the client.
+		for {
+			if d := ex.a.Upstream.Timeouts.ResponseHeader; d > 0 {
+				bc.rd.set(bc.c, time.Now().Add(d), 0)
+			}
+			if err := ex.readResponseHead(); err != nil {
+				return ex.broken(err, false)
+			}
+			st := ex.resp.Status
+			if st == http.StatusContinue || st >= 200 || st == http.StatusSwitchingProtocols {
+				break
+			}
+			if err := ex.forwardInterim(); err != nil {
+				return 0, false, err
+			}
 		}
-		if ex.resp.Status != 100 {
+		if ex.resp.Status != http.StatusContinue {
 			return ex.relayParsed(false)
 		}
+		bc.rd.set(bc.c, time.Time{}, 0)
 		bc.br.Discard(ex.respHeadLen)
 		ex.cc.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
 		if err := ex.cc.bw.Flush(); err != nil {
@@ -297,11 +331,10 @@ func copyDistinct(dst io.Writer, src io.Reader, buf []byte) (int64, error) {
 func (ex *exchange) bodyFailed(err error) (int, bool, error) {
 	var we *writeError
 	if errors.As(err, &we) {
-		// The backend closed while we were sending: it may have answered.
-		if status, _, rerr := ex.relayResponse(false); rerr == nil {
-			return status, false, nil
-		}
-		return ex.broken(we.err, false)
+		// The backend closed while we were sending: it may have answered
+		// (413, 401); if not, relayResponse answers for it.
+		status, _, rerr := ex.relayResponse(false)
+		return status, false, rerr
 	}
 	ex.bc.c.Close()
 	if errors.Is(err, h1.ErrMalformed) {

@@ -2,7 +2,9 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -44,13 +46,12 @@ func (ex *exchange) readResponseHead() error {
 // relayResponse reads the backend's response — passing informational ones
 // on to the client — and relays the final one.
 func (ex *exchange) relayResponse(expectDone bool) (int, bool, error) {
-	bc, cc := ex.bc, ex.cc
+	bc := ex.bc
 	for {
 		if d := ex.a.Upstream.Timeouts.ResponseHeader; d > 0 {
-			bc.c.SetReadDeadline(time.Now().Add(d))
+			bc.rd.set(bc.c, time.Now().Add(d), d/8)
 		}
 		err := ex.readResponseHead()
-		bc.c.SetReadDeadline(time.Time{})
 		if err != nil {
 			return ex.broken(err, false)
 		}
@@ -58,18 +59,30 @@ func (ex *exchange) relayResponse(expectDone bool) (int, bool, error) {
 		if st >= 200 || st == http.StatusSwitchingProtocols {
 			return ex.relayParsed(expectDone)
 		}
-		// 1xx: a stray 100 is dropped; others (103 Early Hints) go to an
-		// HTTP/1.1 client as they are.
-		if st != http.StatusContinue && cc.req.Minor == 1 {
-			cc.scratch = appendResponseHead(cc.scratch[:0], &ex.resp, frameNone, 0, "", true, 1)
-			cc.bw.Write(cc.scratch)
-			if err := cc.bw.Flush(); err != nil {
-				bc.c.Close()
-				return 0, false, errors.Join(ErrClientGone, err)
-			}
+		if st == http.StatusContinue { // a stray 100: dropped
+			bc.br.Discard(ex.respHeadLen)
+			continue
 		}
-		bc.br.Discard(ex.respHeadLen)
+		if err := ex.forwardInterim(); err != nil {
+			return 0, false, err
+		}
 	}
+}
+
+// forwardInterim passes an informational response (103 Early Hints) on to an
+// HTTP/1.1 client (HTTP/1.0 clients do not know 1xx) and consumes it.
+func (ex *exchange) forwardInterim() error {
+	cc, bc := ex.cc, ex.bc
+	if cc.req.Minor == 1 {
+		cc.scratch = appendResponseHead(cc.scratch[:0], &ex.resp, frameNone, 0, "", true, 1)
+		cc.bw.Write(cc.scratch)
+		if err := cc.bw.Flush(); err != nil {
+			bc.c.Close()
+			return errors.Join(ErrClientGone, err)
+		}
+	}
+	bc.br.Discard(ex.respHeadLen)
+	return nil
 }
 
 // relayParsed relays the final response whose head is in ex.resp.
@@ -77,9 +90,18 @@ func (ex *exchange) relayParsed(bool) (int, bool, error) {
 	cc, bc, resp, req := ex.cc, ex.bc, &ex.resp, ex.req
 	cc.n.d.Responded(ex.a)
 	if resp.Status == http.StatusSwitchingProtocols {
+		bc.rd.set(bc.c, time.Time{}, 0)
 		return ex.switchProtocols()
 	}
 
+	if codings := resp.Header("Transfer-Encoding"); codings != nil && !bytes.EqualFold(bytes.TrimSpace(codings), []byte("chunked")) {
+		// A transfer coding other than chunked (gzip) would be lost in
+		// re-framing, and the client would take coded bytes for the content.
+		bc.c.Close()
+		err := errors.Join(ErrBadResponse, fmt.Errorf("unsupported transfer coding %q", codings))
+		cc.fail(err, ex.a.Backend.Addr, false)
+		return 0, false, err
+	}
 	framing := frameLength
 	switch {
 	case resp.Bodyless:
@@ -89,6 +111,12 @@ func (ex *exchange) relayParsed(bool) (int, bool, error) {
 		if req.Minor == 0 {
 			framing = frameClose
 		}
+	}
+	// The response-header deadline must not cut a body that streams; one
+	// that is already whole in the buffer needs no change (the next request
+	// on this connection sets its own deadline).
+	if framing != frameNone && (resp.Chunked || resp.UntilClose || resp.ContentLength > int64(bc.br.Buffered()-ex.respHeadLen)) {
+		bc.rd.set(bc.c, time.Time{}, 0)
 	}
 	keep := req.KeepAlive && ex.bodySent && framing != frameClose && !cc.n.closing.Load()
 	cc.scratch = appendResponseHead(cc.scratch[:0], resp, framing, resp.ContentLength, ex.a.SetCookie, keep, req.Minor)
@@ -121,7 +149,9 @@ func (ex *exchange) relayParsed(bool) (int, bool, error) {
 		cc.n.log.Warn("backend response body broke off", "backend", ex.a.Backend.Addr, "err", rerr)
 		return resp.Status, false, errors.Join(ErrBadResponse, rerr)
 	}
-	if resp.KeepAlive && !resp.UntilClose && ex.bodySent {
+	// Reuse only a connection in step: bytes beyond the response (a body on a
+	// HEAD response, junk after a body) would be read as the next response.
+	if resp.KeepAlive && !resp.UntilClose && ex.bodySent && bc.br.Buffered() == 0 {
 		ex.a.Upstream.conns.idle(ex.a.Backend.Addr).put(bc, time.Now())
 	} else {
 		bc.c.Close()
