@@ -35,5 +35,7 @@ echo "== staticcheck"
 go tool staticcheck ./...
 echo "== go test -race"
 go test -race -count=1 -timeout 20m ./...
+echo "== benchmarks, briefly (a smoke check that they run; figures are not judged here)"
+go test -run '^$' -bench . -benchtime 200x ./internal/... >/dev/null
 echo "== go test -race ./internal/server (engine net_http)"
 BALLAST_TEST_ENGINE=net_http go test -race -count=1 -timeout 10m ./internal/server/
