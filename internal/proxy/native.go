@@ -48,6 +48,7 @@ type Native struct {
 	conns    connSet
 	clients  sync.Map // *clientConn → struct{}; for closing idle ones at shutdown
 	closing  atomic.Bool
+	states   sync.Pool // *reqState
 	readers  sync.Pool // *bufio.Reader of nativeReadBuf
 	writers  sync.Pool // *bufio.Writer of nativeWriteBuf
 	bodyBufs sync.Pool // *[]byte of copyBufSize
@@ -56,6 +57,7 @@ type Native struct {
 // NewNative returns the native engine for a listener.
 func NewNative(d *Dispatcher, log *slog.Logger, readHeaderTimeout, idleTimeout time.Duration) *Native {
 	n := &Native{d: d, log: log, readHeaderTimeout: readHeaderTimeout, idleTimeout: idleTimeout}
+	n.states.New = func() any { return new(reqState) }
 	n.readers.New = func() any { return bufio.NewReaderSize(nil, nativeReadBuf) }
 	n.writers.New = func() any { return bufio.NewWriterSize(nil, nativeWriteBuf) }
 	n.bodyBufs.New = func() any { b := make([]byte, copyBufSize); return &b }
@@ -124,9 +126,18 @@ type clientConn struct {
 	first [nativeIdleBuf]byte
 	src   prefixReader
 
-	br        *bufio.Reader
-	bw        *bufio.Writer
-	rd        readDeadline
+	br *bufio.Reader
+	bw *bufio.Writer
+	rd readDeadline
+
+	// The state of the request being served: pooled like br and bw, so that
+	// an idle connection holds none of it. Its fields are promoted (cc.req).
+	*reqState
+}
+
+// reqState is what serving one request needs, reused from request to request
+// through a pool: no allocation per request, and none kept while idle.
+type reqState struct {
 	headStart time.Time // when a header that did not come in one read began
 	req       h1.Request
 	headLen   int    // length of req's header block in br
@@ -168,8 +179,8 @@ func (cc *clientConn) serve() {
 // a pooled buffer, then takes one. It reports false when the connection is
 // done (closed, idle timeout, shutdown).
 func (cc *clientConn) awaitRequest() bool {
-	cc.headStart = time.Time{}
 	if cc.br != nil && cc.br.Buffered() > 0 {
+		cc.headStart = time.Time{}
 		return true // a pipelined request is already here
 	}
 	cc.release()
@@ -187,6 +198,8 @@ func (cc *clientConn) awaitRequest() bool {
 	if k == 0 || err != nil && !errors.Is(err, io.EOF) {
 		return false
 	}
+	cc.reqState = cc.n.states.Get().(*reqState)
+	cc.headStart = time.Time{}
 	cc.src = prefixReader{prefix: cc.first[:k], r: cc.c}
 	cc.br = cc.n.readers.Get().(*bufio.Reader)
 	cc.br.Reset(&cc.src)
@@ -201,20 +214,13 @@ const maxIdleScratch = 4 << 10
 // maxIdleHeaders bounds the parsed-header slices an idle connection keeps.
 const maxIdleHeaders = 32
 
-// release returns the connection's pooled buffers while it is idle, and drops
-// scratch buffers that a large request made large.
+// release returns the connection's pooled buffers and request state while it
+// is idle.
 func (cc *clientConn) release() {
-	if cap(cc.scratch) > maxIdleScratch {
-		cc.scratch = nil
-	}
-	if cap(cc.meta.buf) > maxIdleScratch {
-		cc.meta = reqMeta{}
-	}
-	if cap(cc.req.Headers) > maxIdleHeaders {
-		cc.req.Headers = nil
-	}
-	if cap(cc.ex.resp.Headers) > maxIdleHeaders {
-		cc.ex.resp.Headers = nil
+	if rs := cc.reqState; rs != nil {
+		rs.trim()
+		cc.n.states.Put(rs)
+		cc.reqState = nil
 	}
 	if cc.br != nil {
 		if cc.br.Size() == nativeReadBuf { // a grown one (growReader) is left to the GC
@@ -228,6 +234,34 @@ func (cc *clientConn) release() {
 		cc.n.writers.Put(cc.bw)
 		cc.bw = nil
 	}
+}
+
+// maxPooledScratch bounds the scratch and meta buffers a pooled reqState keeps.
+const maxPooledScratch = 4 << 10
+
+// maxPooledHeaders bounds the parsed-header slices a pooled reqState keeps.
+const maxPooledHeaders = 32
+
+// trim drops what one large request made large, and every reference into a
+// connection's buffers, before the state goes back to the pool.
+func (rs *reqState) trim() {
+	scratch, meta := rs.scratch, rs.meta
+	reqHeaders, respHeaders := rs.req.Headers[:0], rs.ex.resp.Headers[:0]
+	if cap(scratch) > maxPooledScratch {
+		scratch = nil
+	}
+	if cap(meta.buf) > maxPooledScratch {
+		meta = reqMeta{}
+	}
+	if cap(reqHeaders) > maxPooledHeaders {
+		reqHeaders = nil
+	}
+	if cap(respHeaders) > maxPooledHeaders {
+		respHeaders = nil
+	}
+	*rs = reqState{scratch: scratch[:0], meta: reqMeta{buf: meta.buf[:0]}}
+	rs.req.Headers = reqHeaders
+	rs.ex.resp.Headers = respHeaders
 }
 
 // readHead reads one request header block into cc.req. The returned bytes
