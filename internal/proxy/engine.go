@@ -33,8 +33,8 @@ type Handler struct {
 	d       *Dispatcher
 	log     *slog.Logger
 	tls     bool
-	tunnels connSet   // raw tunnels after an Upgrade
-	bufs    sync.Pool // *[]byte copy buffers, kept per processor: lock-free in the common case
+	tunnels connSet[struct{}] // raw tunnels after an Upgrade
+	bufs    sync.Pool         // *[]byte copy buffers, kept per processor: lock-free in the common case
 }
 
 // NewHandler returns the engine for a listener; tls says whether clients

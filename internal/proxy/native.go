@@ -45,8 +45,7 @@ type Native struct {
 	readHeaderTimeout time.Duration
 	idleTimeout       time.Duration
 
-	conns    connSet
-	clients  sync.Map // *clientConn → struct{}; for closing idle ones at shutdown
+	conns    connSet[*clientConn]
 	closing  atomic.Bool
 	states   sync.Pool // *reqState
 	readers  sync.Pool // *bufio.Reader of nativeReadBuf
@@ -76,15 +75,13 @@ func (n *Native) Serve(ln net.Listener) error {
 			}
 			return err
 		}
-		if !n.conns.add(c) {
+		cc := &clientConn{n: n, c: c, ip: remoteIP(c)}
+		if !n.conns.add(c, cc) {
 			c.Close()
 			continue
 		}
 		go func() {
 			defer n.conns.done(c)
-			cc := &clientConn{n: n, c: c, ip: clientAddr(c.RemoteAddr().String())}
-			n.clients.Store(cc, struct{}{})
-			defer n.clients.Delete(cc)
 			cc.serve()
 		}()
 	}
@@ -97,18 +94,22 @@ func (n *Native) Serve(ln net.Listener) error {
 // the listener first.
 func (n *Native) Shutdown(ctx context.Context) bool {
 	n.closing.Store(true)
-	n.clients.Range(func(k, _ any) bool {
-		k.(*clientConn).wakeIfIdle()
-		return true
-	})
+	n.conns.each((*clientConn).wakeIfIdle)
 	return n.conns.shutdown(ctx, func() {
-		n.clients.Range(func(k, _ any) bool {
-			if bc := k.(*clientConn).backend.Load(); bc != nil {
+		n.conns.each(func(cc *clientConn) {
+			if bc := cc.backend.Load(); bc != nil {
 				bc.c.Close()
 			}
-			return true
 		})
 	})
+}
+
+// remoteIP is the client's address, read without formatting and parsing it.
+func remoteIP(c net.Conn) netip.Addr {
+	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		return ta.AddrPort().Addr().Unmap()
+	}
+	return clientAddr(c.RemoteAddr().String())
 }
 
 // clientConn is one client connection served by the native engine.
@@ -207,12 +208,6 @@ func (cc *clientConn) awaitRequest() bool {
 	cc.bw.Reset(cc.c)
 	return true
 }
-
-// maxIdleScratch bounds the scratch and meta buffers an idle connection keeps.
-const maxIdleScratch = 4 << 10
-
-// maxIdleHeaders bounds the parsed-header slices an idle connection keeps.
-const maxIdleHeaders = 32
 
 // release returns the connection's pooled buffers and request state while it
 // is idle.

@@ -23,7 +23,7 @@ type TCPProxy struct {
 	log *slog.Logger
 	up  atomic.Pointer[Upstream]
 
-	conns connSet
+	conns connSet[struct{}]
 }
 
 // NewTCPProxy returns a TCP engine; SetUpstream must be called before Serve.
@@ -45,7 +45,7 @@ func (p *TCPProxy) Serve(ln net.Listener) error {
 			}
 			return err
 		}
-		if !p.conns.add(c) {
+		if !p.conns.add(c, struct{}{}) {
 			c.Close()
 			continue
 		}

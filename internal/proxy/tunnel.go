@@ -29,7 +29,7 @@ func (h *Handler) tunnel(w http.ResponseWriter, r *http.Request, resp *http.Resp
 		return 0, false, nil
 	}
 	defer clientConn.Close()
-	if !h.tunnels.add(clientConn) {
+	if !h.tunnels.add(clientConn, struct{}{}) {
 		return 0, false, ErrClientGone // shutting down
 	}
 	defer h.tunnels.done(clientConn)
