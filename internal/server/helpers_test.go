@@ -33,25 +33,7 @@ func (w tWriter) Write(p []byte) (int, error) {
 // returns it with the base URL of its first listener.
 func start(t *testing.T, yaml string) (*Server, string) {
 	t.Helper()
-	cfg, err := config.Parse("test.yaml", []byte(yaml))
-	if err != nil {
-		t.Fatalf("config: %v\n%s", err, yaml)
-	}
-	s, err := New(cfg, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	select {
-	case <-s.Ready():
-	case err := <-done:
-		cancel()
-		t.Fatalf("Run: %v", err)
-	case <-time.After(5 * time.Second):
-		t.Fatal("server did not become ready")
-	}
+	s, cancel, done := run(t, yaml)
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -60,7 +42,34 @@ func start(t *testing.T, yaml string) (*Server, string) {
 			t.Error("server did not stop")
 		}
 	})
-	return s, "http://" + s.Addr(cfg.Listeners[0].Name).String()
+	return s, "http://" + s.Addr(s.cfg.Listeners[0].Name).String()
+}
+
+// run starts a server for the YAML config text and waits until it serves.
+// The caller stops it with cancel; done then yields Run's result.
+func run(t *testing.T, yaml string) (s *Server, cancel context.CancelFunc, done <-chan error) {
+	t.Helper()
+	cfg, err := config.Parse("test.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatalf("config: %v\n%s", err, yaml)
+	}
+	s, err = New(cfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- s.Run(ctx) }()
+	select {
+	case <-s.Ready():
+	case err := <-errc:
+		cancel()
+		t.Fatalf("Run: %v", err)
+	case <-time.After(5 * time.Second):
+		cancel()
+		t.Fatal("server did not become ready")
+	}
+	return s, cancel, errc
 }
 
 // testEngine is the HTTP engine the tests' plaintext listeners use:

@@ -24,18 +24,7 @@ func TestGracefulShutdownFinishesInFlight(t *testing.T) {
 		<-release
 		io.WriteString(w, "finished\n")
 	})
-	cfg, err := config.Parse("t.yaml", []byte(httpConfig(t, "", be.Addr())))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(cfg, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	<-s.Ready()
+	s, cancel, done := run(t, httpConfig(t, "", be.Addr()))
 	url := "http://" + s.Addr("web").String()
 
 	result := make(chan string, 1)
@@ -174,18 +163,7 @@ func TestShutdownClosesTunnelsAfterTimeout(t *testing.T) {
 		c.Read(r.Context()) // until the proxy closes the tunnel
 	})
 	text := strings.Replace(httpConfig(t, "", be.Addr()), "shutdown_timeout: 5s", "shutdown_timeout: 500ms", 1)
-	cfg, err := config.Parse("t.yaml", []byte(text))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(cfg, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	<-s.Ready()
+	s, cancel, done := run(t, text)
 
 	dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer dcancel()
