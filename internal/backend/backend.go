@@ -94,6 +94,13 @@ func (b *Backend) State() State { return State(b.state.Load()) }
 // SetState changes the state and reports the previous one.
 func (b *Backend) SetState(s State) State { return State(b.state.Swap(int32(s))) }
 
+// CompareAndSwapState changes the state to to only if it is from, and
+// reports whether it did: what a health check uses, so that it never
+// overrides a drain or an ejection made at the same moment.
+func (b *Backend) CompareAndSwapState(from, to State) bool {
+	return b.state.CompareAndSwap(int32(from), int32(to))
+}
+
 // Usable reports whether the backend may receive a new request now: it is up
 // and, if it has a concurrency limit, below it.
 func (b *Backend) Usable() bool {

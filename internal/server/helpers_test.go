@@ -45,6 +45,16 @@ func start(t *testing.T, yaml string) (*Server, string) {
 	return s, "http://" + s.Addr(s.cfg.Listeners[0].Name).String()
 }
 
+// parse parses a config text, failing the test on any problem.
+func parse(t *testing.T, text string) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse("test.yaml", []byte(text))
+	if err != nil {
+		t.Fatalf("config: %v\n%s", err, text)
+	}
+	return cfg
+}
+
 // run starts a server for the YAML config text and waits until it serves.
 // The caller stops it with cancel; done then yields Run's result.
 func run(t *testing.T, yaml string) (s *Server, cancel context.CancelFunc, done <-chan error) {

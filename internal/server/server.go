@@ -27,9 +27,11 @@ type Server struct {
 	cfg       *config.Config
 	ups       upstreams
 	listeners map[string]*listener
+	monitors  map[string]*monitor // active health checks by pool
 	running   bool
-	wg        sync.WaitGroup // one per serving listener goroutine
-	ready     chan struct{}  // closed once every listener is bound
+	runCtx    context.Context // Run's context: the lifetime of monitors
+	wg        sync.WaitGroup  // one per goroutine the server starts
+	ready     chan struct{}   // closed once every listener is bound
 }
 
 // New prepares a server for cfg (already validated). It binds nothing yet.
@@ -38,6 +40,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		log:       log,
 		reg:       pool.NewRegistry(),
 		listeners: make(map[string]*listener),
+		monitors:  make(map[string]*monitor),
 		ready:     make(chan struct{}),
 	}
 	ups, _, err := s.buildUpstreams(cfg, nil)
@@ -66,6 +69,12 @@ func (s *Server) Run(ctx context.Context) error {
 			s.mu.Unlock()
 			return err
 		}
+	}
+	s.runCtx = ctx
+	if err := s.syncMonitors(s.cfg); err != nil {
+		s.closeAll()
+		s.mu.Unlock()
+		return err
 	}
 	for _, lc := range s.cfg.Listeners {
 		s.serve(s.listeners[lc.Name])
@@ -161,6 +170,9 @@ func (s *Server) Reload(cfg *config.Config) error {
 		up.Close()
 	}
 	s.cfg, s.ups, s.listeners = cfg, ups, next
+	if err := s.syncMonitors(cfg); err != nil {
+		s.log.Error("health checks not updated", "err", err)
+	}
 	s.log.Info("config reloaded", "listeners", len(next), "pools", len(ups))
 	return nil
 }

@@ -1,0 +1,76 @@
+package server
+
+import (
+	"context"
+	"fmt"
+
+	"ballast/internal/backend"
+	"ballast/internal/config"
+	"ballast/internal/health"
+)
+
+// monitor is one pool's running active health check.
+type monitor struct {
+	cfg    config.HealthCheck // as configured, to tell whether a reload changed it
+	mon    *health.Monitor
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// syncMonitors makes the running health checks match cfg: a pool whose
+// health_check did not change keeps its monitor (and its rise/fall counters)
+// and gets the pool's current backends; a changed one is restarted; a removed
+// one is stopped and the backends it had marked down are put back up, since
+// nothing would ever bring them back. s.mu must be held and Run must have
+// started (s.runCtx set).
+func (s *Server) syncMonitors(cfg *config.Config) error {
+	for name, m := range s.monitors {
+		pc, ok := cfg.Pools[name]
+		if ok && pc.HealthCheck != nil && pc.HealthCheck.Type != config.HealthNone && *pc.HealthCheck == m.cfg {
+			continue
+		}
+		m.stop()
+		delete(s.monitors, name)
+		if up, ok := s.ups[name]; ok && (pc == nil || pc.HealthCheck == nil || pc.HealthCheck.Type == config.HealthNone) {
+			for _, b := range up.Pool.Snapshot().Backends {
+				if b.State() == backend.StateDown {
+					b.SetState(backend.StateUp)
+				}
+			}
+		}
+	}
+	for _, name := range cfg.PoolOrder {
+		pc := cfg.Pools[name]
+		up, ok := s.ups[name]
+		if !ok || pc.HealthCheck == nil || pc.HealthCheck.Type == config.HealthNone {
+			continue
+		}
+		if m, ok := s.monitors[name]; ok {
+			m.mon.Update(up.Pool.Snapshot().Backends)
+			continue
+		}
+		hcfg, chk, err := health.FromConfig(pc.HealthCheck)
+		if err != nil {
+			return fmt.Errorf("pool %q: %w", name, err)
+		}
+		hc := pc.HealthCheck
+		mon := health.NewMonitor(name, hcfg, chk, s.log)
+		mon.Update(up.Pool.Snapshot().Backends)
+		ctx, cancel := context.WithCancel(s.runCtx)
+		m := &monitor{cfg: *hc, mon: mon, cancel: cancel, done: make(chan struct{})}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer close(m.done)
+			mon.Run(ctx)
+		}()
+		s.monitors[name] = m
+	}
+	return nil
+}
+
+// stop ends the monitor and waits for its probes to finish.
+func (m *monitor) stop() {
+	m.cancel()
+	<-m.done
+}
