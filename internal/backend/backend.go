@@ -47,9 +47,11 @@ type Backend struct {
 	state    atomic.Int32
 	backup   atomic.Bool
 
-	inFlight atomic.Int64
-	requests atomic.Uint64
-	failures atomic.Uint64
+	inFlight  atomic.Int64
+	requests  atomic.Uint64
+	failures  atomic.Uint64
+	streak    atomic.Int32 // failed exchanges in a row
+	ejections atomic.Int32 // passive ejections so far
 
 	// latency EWMA in nanoseconds (float64 bits) and the time of its last update
 	// (Unix nanoseconds); see ObserveLatency.
@@ -158,8 +160,20 @@ func (b *Backend) Release(failed bool) {
 	b.inFlight.Add(-1)
 	if failed {
 		b.failures.Add(1)
+		b.streak.Add(1)
+	} else if b.streak.Load() != 0 {
+		b.streak.Store(0)
 	}
 }
+
+// FailureStreak returns how many exchanges in a row have failed.
+func (b *Backend) FailureStreak() int { return int(b.streak.Load()) }
+
+// ResetFailureStreak starts the count of failures in a row again.
+func (b *Backend) ResetFailureStreak() { b.streak.Store(0) }
+
+// CountEjection records a passive ejection and returns how many there have been.
+func (b *Backend) CountEjection() int { return int(b.ejections.Add(1)) }
 
 // latencyTau is the time constant of the latency average: a sample's influence
 // falls to 1/e after this long, so the average follows a backend that slows down

@@ -14,6 +14,7 @@ import (
 
 	"ballast/internal/backend"
 	"ballast/internal/balancer"
+	"ballast/internal/health"
 	"ballast/internal/pool"
 	"ballast/internal/router"
 )
@@ -35,7 +36,11 @@ type Upstream struct {
 
 	transport *transport   // net/http engine: its idle connections to the backends
 	conns     backendConns // native engine: its idle connections to the backends
+	outliers  atomic.Pointer[health.Outliers]
 }
+
+// SetOutliers sets (or, with nil, removes) the pool's passive outlier detection.
+func (u *Upstream) SetOutliers(o *health.Outliers) { u.outliers.Store(o) }
 
 // Table is a listener's routing table, swapped atomically on reload.
 type Table = router.Table[*Upstream]
@@ -112,4 +117,7 @@ func (d *Dispatcher) Responded(a *Attempt) {
 func (d *Dispatcher) End(a *Attempt, status int, err error) {
 	failed := status >= 500 || err != nil && StatusFor(err) != StatusClientClosed
 	a.Backend.Release(failed)
+	if o := a.Upstream.outliers.Load(); o != nil {
+		o.Report(a.Backend, failed)
+	}
 }

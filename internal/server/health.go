@@ -74,3 +74,25 @@ func (m *monitor) stop() {
 	m.cancel()
 	<-m.done
 }
+
+// syncPassive gives every pool with a passive section its outlier detection
+// (rebuilt on each reload: it holds no state of its own, the counters live on
+// the backends) and takes it from pools without one.
+func (s *Server) syncPassive(cfg *config.Config) {
+	for name, up := range s.ups {
+		pc := cfg.Pools[name]
+		if pc == nil || pc.Passive == nil {
+			up.SetOutliers(nil)
+			continue
+		}
+		p := pc.Passive
+		active := pc.HealthCheck != nil && pc.HealthCheck.Type != config.HealthNone
+		pool := up.Pool
+		up.SetOutliers(health.NewOutliers(name, health.PassiveConfig{
+			ConsecutiveFailures: p.ConsecutiveFailures,
+			EjectFor:            p.EjectFor.D(),
+			MaxEjectedPercent:   p.MaxEjectedPercent,
+			Active:              active,
+		}, func() []*backend.Backend { return pool.Snapshot().Backends }, s.log))
+	}
+}

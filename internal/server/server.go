@@ -71,6 +71,7 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	}
 	s.runCtx = ctx
+	s.syncPassive(s.cfg)
 	if err := s.syncMonitors(s.cfg); err != nil {
 		s.closeAll()
 		s.mu.Unlock()
@@ -170,6 +171,7 @@ func (s *Server) Reload(cfg *config.Config) error {
 		up.Close()
 	}
 	s.cfg, s.ups, s.listeners = cfg, ups, next
+	s.syncPassive(cfg)
 	if err := s.syncMonitors(cfg); err != nil {
 		s.log.Error("health checks not updated", "err", err)
 	}
