@@ -37,9 +37,12 @@ func statuses(t *testing.T, url string, n int) map[int]int {
 func TestPassiveEjection(t *testing.T) {
 	_, addrs := backends(t, 2)
 	bad, hitsBad := failing(t, "bad")
-	s, url := start(t, httpConfig(t, "passive: {consecutive_failures: 3, eject_for: 400ms}", addrs[0], addrs[1], bad.Addr()))
+	s, url := start(t, httpConfig(t, "passive: {consecutive_failures: 3, eject_for: 600ms}", addrs[0], addrs[1], bad.Addr()))
 	b := s.Pool("app").Backend(bad.Addr())
 
+	// The ejection starts during the loop, so the loop's start is a lower
+	// bound of it: the backend cannot be back before start + eject_for.
+	loop := time.Now()
 	got := statuses(t, url+"/", 30)
 	if hitsBad.Load() != 3 || got[500] != 3 || got[200] != 27 {
 		t.Fatalf("bad backend got %d requests, answers %v; want exactly 3 failures before ejection", hitsBad.Load(), got)
@@ -47,20 +50,19 @@ func TestPassiveEjection(t *testing.T) {
 	if b.State() != backend.StateEjected {
 		t.Fatalf("state %v, want ejected", b.State())
 	}
-	ejected := time.Now()
-	testutil.WaitFor(t, 2*time.Second, "ejection over", func() bool { return b.State() == backend.StateUp })
-	if d := time.Since(ejected); d < 300*time.Millisecond {
-		t.Fatalf("back after %v, before eject_for", d)
+	testutil.WaitFor(t, 3*time.Second, "ejection over", func() bool { return b.State() == backend.StateUp })
+	if d := time.Since(loop); d < 580*time.Millisecond {
+		t.Fatalf("back %v after the failures began, before eject_for (600ms)", d)
 	}
 
-	statuses(t, url+"/", 30) // fails 3 more times: ejected again, for 800ms
+	loop = time.Now()
+	statuses(t, url+"/", 30) // fails 3 more times: ejected again, for 1.2s
 	if b.State() != backend.StateEjected {
 		t.Fatalf("state %v after new failures, want ejected", b.State())
 	}
-	ejected = time.Now()
-	testutil.WaitFor(t, 3*time.Second, "second ejection over", func() bool { return b.State() == backend.StateUp })
-	if d := time.Since(ejected); d < 700*time.Millisecond {
-		t.Fatalf("second ejection lasted %v, want about twice eject_for (800ms)", d)
+	testutil.WaitFor(t, 5*time.Second, "second ejection over", func() bool { return b.State() == backend.StateUp })
+	if d := time.Since(loop); d < 1180*time.Millisecond {
+		t.Fatalf("second ejection over %v after the failures began, want at least twice eject_for (1.2s)", d)
 	}
 }
 
