@@ -121,3 +121,65 @@ func (d *Dispatcher) End(a *Attempt, status int, err error) {
 		o.Report(a.Backend, failed)
 	}
 }
+
+// maxConnectTries bounds how many backends one request tries when connecting
+// fails. A connect failure is always safe to retry: nothing was sent.
+const maxConnectTries = 3
+
+// Tried is the set of backends a request has been sent to (or tried to be).
+type Tried struct {
+	n  int
+	bs [maxConnectTries]*backend.Backend
+}
+
+// Add records b; it reports false when the set is full.
+func (t *Tried) Add(b *backend.Backend) bool {
+	if t.n == len(t.bs) {
+		return false
+	}
+	t.bs[t.n] = b
+	t.n++
+	return true
+}
+
+// Has reports whether b was tried.
+func (t *Tried) Has(b *backend.Backend) bool {
+	for _, x := range t.bs[:t.n] {
+		if x == b {
+			return true
+		}
+	}
+	return false
+}
+
+// Full reports whether the request may try no more backends.
+func (t *Tried) Full() bool { return t.n == len(t.bs) }
+
+// RetryConnect starts a new attempt for a request whose backend could not be
+// reached, on a backend of the same pool that has not been tried, so that a
+// refused or unreachable backend costs the client nothing while another can
+// serve. It fails with ErrNoBackend when none is left. The caller ends the
+// failed attempt (End) once it has the new one.
+func (d *Dispatcher) RetryConnect(a *Attempt, r *balancer.Request, tried *Tried) (Attempt, error) {
+	up := a.Upstream
+	if tried.Full() {
+		return Attempt{}, ErrNoBackend
+	}
+	// The balancer usually offers another backend (rotation, load); a hash
+	// keeps offering the same one, so fall back to the first usable other.
+	for range pickTries {
+		b, cookie := up.Pool.Pick(r)
+		if b == nil {
+			break
+		}
+		if !tried.Has(b) && b.TryAcquire() {
+			return Attempt{Upstream: up, Backend: b, SetCookie: cookie, start: d.clock()}, nil
+		}
+	}
+	for _, b := range up.Pool.Snapshot().Backends {
+		if !tried.Has(b) && b.Usable() && b.TryAcquire() {
+			return Attempt{Upstream: up, Backend: b, start: d.clock()}, nil
+		}
+	}
+	return Attempt{}, ErrNoBackend
+}

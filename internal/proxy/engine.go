@@ -60,7 +60,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err, "")
 		return
 	}
-	status, abort, err := h.forward(w, r, &a, clientIP)
+	status, abort, err := h.forward(w, r, &a, &breq)
 	h.d.End(&a, status, err)
 	if abort {
 		// The response header is out and the body broke off: abort the client
@@ -73,7 +73,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // forward sends r to a.Backend and copies the response back. It returns the
 // backend's status (0 if none), whether the client connection must be aborted,
 // and the failure, if any.
-func (h *Handler) forward(w http.ResponseWriter, r *http.Request, a *Attempt, clientIP netip.Addr) (int, bool, error) {
+func (h *Handler) forward(w http.ResponseWriter, r *http.Request, a *Attempt, breq *balancer.Request) (int, bool, error) {
 	ctx := r.Context()
 	out := r.WithContext(ctx) // shallow copy; the header is rewritten in place
 	u := *r.URL
@@ -85,13 +85,30 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, a *Attempt, cl
 		out.Body = nil // no body: lets the transport reuse the connection freely
 	}
 	ip := ""
-	if clientIP.IsValid() {
-		ip = clientIP.String()
+	if breq.ClientIP.IsValid() {
+		ip = breq.ClientIP.String()
 	}
 	upgrade := upgradeType(r.Header)
 	prepareRequestHeader(out.Header, ip, r.Host, h.tls)
 
 	resp, err := a.Upstream.transport.rt.RoundTrip(out)
+	// A backend that cannot be reached is left for another one. The
+	// transport closes a request body on any error, so only a request
+	// without one can be sent again.
+	var tried Tried
+	tried.Add(a.Backend)
+	for err != nil && out.Body == nil && errors.Is(classify(ctx, err), ErrConnect) {
+		next, rerr := h.d.RetryConnect(a, breq, &tried)
+		if rerr != nil {
+			break
+		}
+		h.log.Warn("backend unreachable, trying another", "backend", a.Backend.Addr, "next", next.Backend.Addr, "err", err)
+		h.d.End(a, 0, classify(ctx, err))
+		*a = next
+		tried.Add(a.Backend)
+		u.Host = a.Backend.Addr
+		resp, err = a.Upstream.transport.rt.RoundTrip(out)
+	}
 	if err != nil {
 		err = classify(ctx, err)
 		h.fail(w, r, err, a.Backend.Addr)

@@ -110,6 +110,7 @@ type exchange struct {
 	req *h1.Request
 	bc  *bconn
 
+	tried       Tried       // backends this request was sent to, or tried to be
 	bodySent    bool        // the request body (if any) went out completely
 	resp        h1.Response // reused across exchanges: its Headers keep their capacity
 	respHeadLen int
@@ -125,12 +126,18 @@ func (ex *exchange) run() (int, bool, error) {
 	// bytes that ex.req points into: only cc.meta and ex.req's numbers and
 	// flags are used after the request head has been built.
 	cc.br.Discard(cc.headLen)
+	ex.tried = Tried{}
+	ex.tried.Add(ex.a.Backend)
 	for try := 0; ; try++ {
 		var err error
 		// A retry never takes another pooled connection: it may be just as
 		// stale as the first.
 		ex.bc, err = ex.connect(idle, try == 0, hasBody)
 		if err != nil {
+			if errors.Is(err, ErrConnect) && ex.nextBackend(err) {
+				idle, try = ex.a.Upstream.conns.idle(ex.a.Backend.Addr), -1
+				continue
+			}
 			cc.fail(err, ex.a.Backend.Addr, false)
 			return 0, false, err
 		}
@@ -151,6 +158,31 @@ func (ex *exchange) run() (int, bool, error) {
 		cc.fail(err, ex.a.Backend.Addr, false)
 		return 0, false, err
 	}
+}
+
+// nextBackend moves the request to another backend after failing to connect
+// to the current one. Nothing of the request was sent, and nothing of its body
+// read, so its header is still whole in the read buffer for the balancer.
+func (ex *exchange) nextBackend(connectErr error) bool {
+	cc, req := ex.cc, ex.req
+	cc.breq = balancer.Request{
+		ClientIP: cc.ip,
+		Host:     unsafeString(req.Host),
+		Path:     unsafeString(req.Path),
+		RawQuery: unsafeString(req.Query),
+		Header:   (*reqHeader)(req),
+	}
+	next, err := cc.n.d.RetryConnect(ex.a, &cc.breq, &ex.tried)
+	cc.breq = balancer.Request{}
+	if err != nil {
+		return false
+	}
+	cc.n.log.Warn("backend unreachable, trying another", "backend", ex.a.Backend.Addr,
+		"next", next.Backend.Addr, "err", connectErr)
+	cc.n.d.End(ex.a, 0, connectErr)
+	*ex.a = next
+	ex.tried.Add(next.Backend)
+	return true
 }
 
 // errStale marks a reused connection that turned out to be closed.
