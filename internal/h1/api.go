@@ -59,8 +59,11 @@ type Response struct {
 	ContentLength int64 // -1 when unknown: chunked, or read until close
 	// UntilClose reports a body delimited by the connection closing.
 	UntilClose bool
-	KeepAlive  bool
-	Upgrade    []byte // Upgrade header value of a 101 whose Connection names "upgrade", else nil
+	// Coded reports a transfer coding other than chunked (gzip, ...): the
+	// body's bytes are not the content, and re-framing would lose the coding.
+	Coded     bool
+	KeepAlive bool
+	Upgrade   []byte // Upgrade header value of a 101 whose Connection names "upgrade", else nil
 }
 
 // Parse errors. Every error from this package wraps ErrMalformed (so a proxy

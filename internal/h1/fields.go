@@ -284,3 +284,18 @@ func headerValue(hs []Header, name string) []byte {
 	}
 	return nil
 }
+
+// checkFraming applies the framing rules requests and responses share (RFC
+// 9112 §6.1): never both Transfer-Encoding and Content-Length (the smuggling
+// shape), no Transfer-Encoding in HTTP/1.0, at most one Transfer-Encoding field.
+func (f *fields) checkFraming(minor int) error {
+	switch {
+	case f.teN > 0 && f.clN > 0:
+		return malformed("both Transfer-Encoding and Content-Length")
+	case f.teN > 0 && minor == 0:
+		return malformed("Transfer-Encoding in HTTP/1.0")
+	case f.teN > 1:
+		return malformed("several Transfer-Encoding fields")
+	}
+	return nil
+}

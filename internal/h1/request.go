@@ -193,13 +193,10 @@ func (r *Request) frame(f *fields) error {
 			r.Host = f.host
 		}
 	}
+	if err := f.checkFraming(r.Minor); err != nil {
+		return err
+	}
 	switch {
-	case f.teN > 0 && f.clN > 0:
-		return malformed("both Transfer-Encoding and Content-Length")
-	case f.teN > 0 && r.Minor == 0:
-		return malformed("Transfer-Encoding in HTTP/1.0")
-	case f.teN > 1:
-		return malformed("several Transfer-Encoding fields")
 	case f.teN == 1:
 		switch classifyTE(f.te) {
 		case teChunked:

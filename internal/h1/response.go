@@ -99,15 +99,11 @@ func (r *Response) parseStatusLine(line []byte) error {
 
 // frame decides the body length (RFC 9112 §6.3) and connection handling.
 func (r *Response) frame(method []byte, f *fields) error {
+	if err := f.checkFraming(r.Minor); err != nil {
+		return err
+	}
 	var te teKind
-	switch {
-	case f.teN > 0 && f.clN > 0:
-		return malformed("both Transfer-Encoding and Content-Length")
-	case f.teN > 0 && r.Minor == 0:
-		return malformed("Transfer-Encoding in HTTP/1.0")
-	case f.teN > 1:
-		return malformed("several Transfer-Encoding fields")
-	case f.teN == 1:
+	if f.teN == 1 {
 		switch te = classifyTE(f.te); te {
 		case teInvalid:
 			return malformed("invalid Transfer-Encoding")
@@ -115,6 +111,7 @@ func (r *Response) frame(method []byte, f *fields) error {
 			return malformed("chunked is not the only final transfer coding")
 		}
 	}
+	r.Coded = te == teChunkedLast || te == teNoChunked
 	r.KeepAlive = keepAlive(r.Minor, f.conn)
 	if r.Status == 101 && f.conn&connUpgrade != 0 && len(f.upgrade) > 0 {
 		r.Upgrade = f.upgrade

@@ -200,3 +200,16 @@ func TestParseResponseAllocs(t *testing.T) {
 		t.Errorf("ParseResponse allocates %v times per call, want 0", allocs)
 	}
 }
+
+func TestResponseCoded(t *testing.T) {
+	for te, want := range map[string]bool{"chunked": false, "gzip, chunked": true, "gzip": true} {
+		var r Response
+		raw := "HTTP/1.1 200 OK\r\nTransfer-Encoding: " + te + "\r\n\r\n"
+		if _, err := ParseResponse([]byte(raw), []byte("GET"), &r); err != nil {
+			t.Fatalf("%q: %v", te, err)
+		}
+		if r.Coded != want {
+			t.Errorf("Transfer-Encoding %q: Coded = %v, want %v", te, r.Coded, want)
+		}
+	}
+}

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -94,11 +93,11 @@ func (ex *exchange) relayParsed(bool) (int, bool, error) {
 		return ex.switchProtocols()
 	}
 
-	if codings := resp.Header("Transfer-Encoding"); codings != nil && !bytes.EqualFold(bytes.TrimSpace(codings), []byte("chunked")) {
+	if resp.Coded {
 		// A transfer coding other than chunked (gzip) would be lost in
 		// re-framing, and the client would take coded bytes for the content.
 		bc.c.Close()
-		err := errors.Join(ErrBadResponse, fmt.Errorf("unsupported transfer coding %q", codings))
+		err := errors.Join(ErrBadResponse, fmt.Errorf("unsupported transfer coding %q", resp.Header("Transfer-Encoding")))
 		cc.fail(err, ex.a.Backend.Addr, false)
 		return 0, false, err
 	}
