@@ -97,13 +97,17 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, a *Attempt, br
 	// without one can be sent again.
 	var tried Tried
 	tried.Add(a.Backend)
-	for err != nil && out.Body == nil && errors.Is(classify(ctx, err), ErrConnect) {
+	for err != nil && out.Body == nil {
+		cerr := classify(ctx, err)
+		if !errors.Is(cerr, ErrConnect) {
+			break
+		}
 		next, rerr := h.d.RetryConnect(a, breq, &tried)
 		if rerr != nil {
 			break
 		}
 		h.log.Warn("backend unreachable, trying another", "backend", a.Backend.Addr, "next", next.Backend.Addr, "err", err)
-		h.d.End(a, 0, classify(ctx, err))
+		h.d.End(a, 0, cerr)
 		*a = next
 		tried.Add(a.Backend)
 		u.Host = a.Backend.Addr
@@ -152,7 +156,7 @@ func (h *Handler) copyResponse(w http.ResponseWriter, resp *http.Response, a *At
 	// A response of unknown length (chunked, server-sent events) is flushed as
 	// it arrives, so streams reach the client at once.
 	flush := resp.ContentLength == -1
-	werr, rerr := h.copyBody(w, resp.Body, flush)
+	rerr, werr := h.copyBody(w, resp.Body, flush)
 	switch {
 	case werr != nil: // the client went away; nothing left to tell it
 		return resp.StatusCode, false, errors.Join(ErrClientGone, werr)
@@ -174,32 +178,30 @@ func (h *Handler) copyResponse(w http.ResponseWriter, resp *http.Response, a *At
 // copyBufSize is the size of the buffers bodies are streamed through.
 const copyBufSize = 32 << 10
 
-// copyBody streams src to w. It returns the write error (the client's side) and
-// the read error (the backend's side) separately; io.EOF is not an error.
-func (h *Handler) copyBody(w http.ResponseWriter, src io.Reader, flush bool) (werr, rerr error) {
+// copyBody streams src to w, flushing after every write when flush is set. It
+// returns the read (backend) and write (client) errors separately.
+func (h *Handler) copyBody(w http.ResponseWriter, src io.Reader, flush bool) (rerr, werr error) {
 	bp := h.bufs.Get().(*[]byte)
 	defer h.bufs.Put(bp)
-	buf := *bp
-	rc := http.NewResponseController(w)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			if _, werr = w.Write(buf[:n]); werr != nil {
-				return werr, nil
-			}
-			if flush {
-				if werr = rc.Flush(); werr != nil {
-					return werr, nil
-				}
-			}
-		}
-		if err == io.EOF {
-			return nil, nil
-		}
-		if err != nil {
-			return nil, err
-		}
+	var dst io.Writer = w
+	if flush {
+		dst = flushWriter{w, http.NewResponseController(w)}
 	}
+	return copySplit(dst, src, *bp)
+}
+
+// flushWriter flushes each write to the client at once.
+type flushWriter struct {
+	w  io.Writer
+	rc *http.ResponseController
+}
+
+func (f flushWriter) Write(p []byte) (int, error) {
+	n, err := f.w.Write(p)
+	if err == nil {
+		err = f.rc.Flush()
+	}
+	return n, err
 }
 
 // fail answers a request that could not be proxied, with the status StatusFor

@@ -32,13 +32,7 @@ func (cc *clientConn) serveOne() bool {
 	}
 	// The per-request state lives in the connection, reused: nothing here
 	// escapes to the heap per request.
-	cc.breq = balancer.Request{
-		ClientIP: cc.ip,
-		Host:     unsafeString(req.Host),
-		Path:     unsafeString(req.Path),
-		RawQuery: unsafeString(req.Query),
-		Header:   (*reqHeader)(req),
-	}
+	cc.setBalancerRequest()
 	var err error
 	cc.attempt, err = cc.n.d.Begin(&cc.breq)
 	cc.breq = balancer.Request{} // drop the views of the read buffer
@@ -55,6 +49,20 @@ func (cc *clientConn) serveOne() bool {
 	cc.n.d.End(&cc.attempt, status, err)
 	cc.attempt = Attempt{}
 	return keep && !cc.n.closing.Load()
+}
+
+// setBalancerRequest fills cc.breq, what routing and balancing see of cc.req.
+// Its strings view the read buffer: the caller clears cc.breq once it has
+// its pick.
+func (cc *clientConn) setBalancerRequest() {
+	req := &cc.req
+	cc.breq = balancer.Request{
+		ClientIP: cc.ip,
+		Host:     unsafeString(req.Host),
+		Path:     unsafeString(req.Path),
+		RawQuery: unsafeString(req.Query),
+		Header:   (*reqHeader)(req),
+	}
 }
 
 // rejectRequest answers a request that could not be parsed.
@@ -164,14 +172,8 @@ func (ex *exchange) run() (int, bool, error) {
 // to the current one. Nothing of the request was sent, and nothing of its body
 // read, so its header is still whole in the read buffer for the balancer.
 func (ex *exchange) nextBackend(connectErr error) bool {
-	cc, req := ex.cc, ex.req
-	cc.breq = balancer.Request{
-		ClientIP: cc.ip,
-		Host:     unsafeString(req.Host),
-		Path:     unsafeString(req.Path),
-		RawQuery: unsafeString(req.Query),
-		Header:   (*reqHeader)(req),
-	}
+	cc := ex.cc
+	cc.setBalancerRequest()
 	next, err := cc.n.d.RetryConnect(ex.a, &cc.breq, &ex.tried)
 	cc.breq = balancer.Request{}
 	if err != nil {
@@ -243,7 +245,7 @@ func (ex *exchange) roundTrip(hasBody bool) (int, bool, error) {
 			return ex.bodyFailed(err)
 		}
 	}
-	return ex.relayResponse(true)
+	return ex.relayResponse()
 }
 
 // expectContinue waits (briefly) for the backend's verdict before the client
@@ -273,7 +275,7 @@ func (ex *exchange) expectContinue() (int, bool, error) {
 			}
 		}
 		if ex.resp.Status != http.StatusContinue {
-			return ex.relayParsed(false)
+			return ex.relayParsed()
 		}
 		bc.rd.set(bc.c, time.Time{}, 0)
 		bc.br.Discard(ex.respHeadLen)
@@ -288,7 +290,7 @@ func (ex *exchange) expectContinue() (int, bool, error) {
 	if err := ex.sendBody(); err != nil {
 		return ex.bodyFailed(err)
 	}
-	return ex.relayResponse(false)
+	return ex.relayResponse()
 }
 
 // sendBody streams the request body from the client to the backend.
@@ -299,8 +301,10 @@ func (ex *exchange) sendBody() error {
 	buf := *bp
 	if !ex.req.Chunked {
 		cc.fixed.Reset(cc.br, ex.req.ContentLength)
-		if _, err := copyDistinct(bc.c, &cc.fixed, buf); err != nil {
-			return err
+		if rerr, werr := copySplit(bc.c, &cc.fixed, buf); werr != nil {
+			return &writeError{werr}
+		} else if rerr != nil {
+			return rerr
 		}
 		ex.bodySent = true
 		return nil
@@ -335,28 +339,6 @@ type writeError struct{ err error }
 func (e *writeError) Error() string { return e.err.Error() }
 func (e *writeError) Unwrap() error { return e.err }
 
-// copyDistinct copies src to dst through buf, telling write errors (wrapped
-// in *writeError) from read errors.
-func copyDistinct(dst io.Writer, src io.Reader, buf []byte) (int64, error) {
-	var n int64
-	for {
-		k, rerr := src.Read(buf)
-		if k > 0 {
-			w, werr := dst.Write(buf[:k])
-			n += int64(w)
-			if werr != nil {
-				return n, &writeError{werr}
-			}
-		}
-		if rerr == io.EOF {
-			return n, nil
-		}
-		if rerr != nil {
-			return n, rerr
-		}
-	}
-}
-
 // bodyFailed handles a request body that did not go through: a broken client
 // upload (bad chunking, early close) or a backend that stopped reading — in
 // which case it may already have answered, and that answer is relayed.
@@ -365,7 +347,7 @@ func (ex *exchange) bodyFailed(err error) (int, bool, error) {
 	if errors.As(err, &we) {
 		// The backend closed while we were sending: it may have answered
 		// (413, 401); if not, relayResponse answers for it.
-		status, _, rerr := ex.relayResponse(false)
+		status, _, rerr := ex.relayResponse()
 		return status, false, rerr
 	}
 	ex.bc.c.Close()

@@ -44,7 +44,7 @@ func (ex *exchange) readResponseHead() error {
 
 // relayResponse reads the backend's response — passing informational ones
 // on to the client — and relays the final one.
-func (ex *exchange) relayResponse(expectDone bool) (int, bool, error) {
+func (ex *exchange) relayResponse() (int, bool, error) {
 	bc := ex.bc
 	for {
 		if d := ex.a.Upstream.Timeouts.ResponseHeader; d > 0 {
@@ -56,7 +56,7 @@ func (ex *exchange) relayResponse(expectDone bool) (int, bool, error) {
 		}
 		st := ex.resp.Status
 		if st >= 200 || st == http.StatusSwitchingProtocols {
-			return ex.relayParsed(expectDone)
+			return ex.relayParsed()
 		}
 		if st == http.StatusContinue { // a stray 100: dropped
 			bc.br.Discard(ex.respHeadLen)
@@ -85,7 +85,7 @@ func (ex *exchange) forwardInterim() error {
 }
 
 // relayParsed relays the final response whose head is in ex.resp.
-func (ex *exchange) relayParsed(bool) (int, bool, error) {
+func (ex *exchange) relayParsed() (int, bool, error) {
 	cc, bc, resp, req := ex.cc, ex.bc, &ex.resp, ex.req
 	cc.n.d.Responded(ex.a)
 	if resp.Status == http.StatusSwitchingProtocols {
@@ -171,12 +171,7 @@ func (ex *exchange) copyFixed(n int64) (rerr, werr error) {
 	bp := cc.n.bodyBufs.Get().(*[]byte)
 	defer cc.n.bodyBufs.Put(bp)
 	cc.fixed.Reset(br, n)
-	_, err := copyDistinct(cc.bw, &cc.fixed, *bp)
-	var we *writeError
-	if errors.As(err, &we) {
-		return nil, we.err
-	}
-	return err, nil
+	return copySplit(cc.bw, &cc.fixed, *bp)
 }
 
 // copyStream relays a chunked or close-delimited body, re-framed as chunked

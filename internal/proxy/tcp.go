@@ -8,13 +8,8 @@ import (
 	"net"
 	"sync/atomic"
 
-	"ballast/internal/backend"
 	"ballast/internal/balancer"
 )
-
-// tcpConnectTries is how many backends a TCP connection tries before the
-// client is turned away.
-const tcpConnectTries = 3
 
 // TCPProxy is the TCP engine: every accepted connection goes to one backend of
 // the listener's pool, and bytes are copied both ways (by splice(2) where the
@@ -65,17 +60,17 @@ func (p *TCPProxy) handle(client net.Conn) {
 	defer client.Close()
 	up := p.up.Load()
 	req := balancer.Request{ClientIP: clientAddr(client.RemoteAddr().String())}
-	var tried [tcpConnectTries]*backend.Backend
-	for i := range tcpConnectTries {
+	var tried Tried
+	for !tried.Full() {
 		b, _, err := acquire(up.Pool, &req)
 		if err != nil {
-			break
+			return
 		}
-		if contains(tried[:i], b) {
+		if tried.Has(b) {
 			b.Release(false)
-			break
+			return
 		}
-		tried[i] = b
+		tried.Add(b)
 		back, err := net.DialTimeout("tcp", b.Addr, up.Timeouts.Connect)
 		if err != nil {
 			b.Release(true)
@@ -86,15 +81,6 @@ func (p *TCPProxy) handle(client net.Conn) {
 		b.Release(false)
 		return
 	}
-}
-
-func contains(bs []*backend.Backend, b *backend.Backend) bool {
-	for _, x := range bs {
-		if x == b {
-			return true
-		}
-	}
-	return false
 }
 
 // pipe copies both ways until both directions are done, passing a half-close

@@ -21,7 +21,8 @@ type transport struct {
 	rt *http.Transport
 }
 
-// NewUpstream returns an Upstream for p that talks to its backends with timeouts t.
+// newTransport returns the net/http engine's connections for backends reached
+// with timeouts t.
 func newTransport(t Timeouts) *transport {
 	dialer := &net.Dialer{Timeout: t.Connect, KeepAlive: 30 * time.Second}
 	return &transport{rt: &http.Transport{
