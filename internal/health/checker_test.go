@@ -11,19 +11,9 @@ import (
 	"sync"
 	"testing"
 	"time"
-)
 
-// closedAddr returns a 127.0.0.1 address nothing listens on.
-func closedAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
+	"ballast/internal/testutil"
+)
 
 // rawServer accepts connections on 127.0.0.1 and hands each to handle; it
 // stops when the test ends, closing whatever handle left open.
@@ -214,7 +204,7 @@ func TestHTTPCheckerFailures(t *testing.T) {
 		addr string
 		want string
 	}{
-		{"closed port", closedAddr(t), "connection refused"},
+		{"closed port", testutil.FreeAddr(t), "connection refused"},
 		{"never answers", silent, "timeout"},
 		{"reset", reset, "reset"},
 		{"hangs up", hangup, "connection closed"},
@@ -259,7 +249,7 @@ func TestTCPChecker(t *testing.T) {
 		want string
 	}{
 		{"listening", open, ""},
-		{"closed port", closedAddr(t), "connection refused"},
+		{"closed port", testutil.FreeAddr(t), "connection refused"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
