@@ -17,6 +17,12 @@ type monitor struct {
 	done   chan struct{}
 }
 
+// activeCheck reports whether the pool (nil: a pool no longer configured)
+// has active health checks.
+func activeCheck(pc *config.Pool) bool {
+	return pc != nil && pc.HealthCheck != nil && pc.HealthCheck.Type != config.HealthNone
+}
+
 // syncMonitors makes the running health checks match cfg: a pool whose
 // health_check did not change keeps its monitor (and its rise/fall counters)
 // and gets the pool's current backends; a changed one is restarted; a removed
@@ -26,12 +32,12 @@ type monitor struct {
 func (s *Server) syncMonitors(cfg *config.Config) error {
 	for name, m := range s.monitors {
 		pc, ok := cfg.Pools[name]
-		if ok && pc.HealthCheck != nil && pc.HealthCheck.Type != config.HealthNone && *pc.HealthCheck == m.cfg {
+		if ok && activeCheck(pc) && *pc.HealthCheck == m.cfg {
 			continue
 		}
 		m.stop()
 		delete(s.monitors, name)
-		if up, ok := s.ups[name]; ok && (pc == nil || pc.HealthCheck == nil || pc.HealthCheck.Type == config.HealthNone) {
+		if up, ok := s.ups[name]; ok && !activeCheck(pc) {
 			for _, b := range up.Pool.Snapshot().Backends {
 				if b.State() == backend.StateDown {
 					b.SetState(backend.StateUp)
@@ -42,7 +48,7 @@ func (s *Server) syncMonitors(cfg *config.Config) error {
 	for _, name := range cfg.PoolOrder {
 		pc := cfg.Pools[name]
 		up, ok := s.ups[name]
-		if !ok || pc.HealthCheck == nil || pc.HealthCheck.Type == config.HealthNone {
+		if !ok || !activeCheck(pc) {
 			continue
 		}
 		if m, ok := s.monitors[name]; ok {
@@ -86,13 +92,12 @@ func (s *Server) syncPassive(cfg *config.Config) {
 			continue
 		}
 		p := pc.Passive
-		active := pc.HealthCheck != nil && pc.HealthCheck.Type != config.HealthNone
 		pool := up.Pool
 		up.SetOutliers(health.NewOutliers(name, health.PassiveConfig{
 			ConsecutiveFailures: p.ConsecutiveFailures,
 			EjectFor:            p.EjectFor.D(),
 			MaxEjectedPercent:   p.MaxEjectedPercent,
-			Active:              active,
+			Active:              activeCheck(pc),
 		}, func() []*backend.Backend { return pool.Snapshot().Backends }, s.log))
 	}
 }
