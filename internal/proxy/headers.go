@@ -1,8 +1,6 @@
 package proxy
 
 import (
-	"encoding/hex"
-	"math/rand/v2"
 	"net/http"
 	"strings"
 
@@ -92,15 +90,10 @@ func prepareRequestHeader(h http.Header, clientIP, host string, tls bool) string
 // replaced, so that ids stay usable as log fields.
 const maxRequestIDLen = 200
 
-// newRequestID returns 32 random hex digits (128 bits).
+// newRequestID returns 32 random hex digits (128 bits), as appendRequestID.
 func newRequestID() string {
-	var b [16]byte
-	hi, lo := rand.Uint64(), rand.Uint64()
-	for i := range 8 {
-		b[i] = byte(hi >> (8 * i))
-		b[8+i] = byte(lo >> (8 * i))
-	}
-	return hex.EncodeToString(b[:])
+	var b [32]byte
+	return string(appendRequestID(b[:0]))
 }
 
 // copyHeader adds every field of src to dst.

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -130,7 +131,7 @@ func (l *listener) serve() error {
 // shutdown stops accepting, waits up to timeout for in-flight requests and
 // tunnels to finish, then closes what is left.
 func (l *listener) shutdown(timeout time.Duration, log *slog.Logger) {
-	ctx, cancel := graceDeadline(timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	var forced bool
 	switch {

@@ -12,7 +12,6 @@ import (
 	"net"
 	"slices"
 	"sync"
-	"time"
 
 	"ballast/internal/config"
 	"ballast/internal/pool"
@@ -222,9 +221,4 @@ func (s *Server) closeAll() {
 // bindError words a failed bind for the operator.
 func bindError(lc *config.Listener, err error) error {
 	return fmt.Errorf("listener %q: cannot listen on %s: %w", lc.Name, lc.Listen, err)
-}
-
-// graceDeadline returns a context that ends after d.
-func graceDeadline(d time.Duration) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), d)
 }
