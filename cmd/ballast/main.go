@@ -225,13 +225,8 @@ func warnUnimplemented(cfg *config.Config, log *slog.Logger) {
 	}
 	for _, name := range cfg.PoolOrder {
 		p := cfg.Pools[name]
-		for field, set := range map[string]bool{
-			"queue":   p.Queue != nil,
-			"retries": p.Retries != nil, "slow_start": p.SlowStart != 0, "launch": p.Launch != nil,
-		} {
-			if set {
-				warn("pools." + name + "." + field)
-			}
+		if p.Launch != nil {
+			warn("pools." + name + ".launch")
 		}
 	}
 }

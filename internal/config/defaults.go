@@ -9,8 +9,8 @@ import (
 // duration or bool takes its default only when its key is absent (or null), so
 // an explicit 0 keeps its meaning (retries attempts: 0 = no retries, queue
 // max: 0 = no queue) or is reported by Validate (weight: 0). A string takes
-// its default when empty. Optional sections (queue, health_check, passive,
-// retries) are filled in only when present; timeouts always are.
+// its default when empty. Optional sections (health_check, passive, retries)
+// are filled in only when present; queue and timeouts always are.
 const (
 	// DefaultShutdownTimeout is how long a stop waits for in-flight requests.
 	DefaultShutdownTimeout = 30 * time.Second
@@ -51,6 +51,8 @@ const (
 	DefaultRetryAttempts = 2
 	// DefaultRetryOn is the one retry condition used when `on` is absent.
 	DefaultRetryOn = RetryConnectFailure
+	// DefaultRetryBudget is the percentage of recent requests that may be retries.
+	DefaultRetryBudget = 20
 	// DefaultIdempotentOnly restricts retries of sent requests to idempotent methods.
 	DefaultIdempotentOnly = true
 	// DefaultConnectTimeout bounds dialing a backend.
@@ -103,6 +105,9 @@ func poolDefaults(c *Config, path string, p *Pool) {
 	for i := range p.Backends {
 		setInt(c, path+".backends["+strconv.Itoa(i)+"].weight", &p.Backends[i].Weight, DefaultWeight)
 	}
+	if p.Queue == nil {
+		p.Queue = &Queue{}
+	}
 	if q := p.Queue; q != nil {
 		setInt(c, path+".queue.max", &q.Max, DefaultQueueMax)
 		setDuration(c, path+".queue.timeout", &q.Timeout, DefaultQueueTimeout)
@@ -121,6 +126,7 @@ func poolDefaults(c *Config, path string, p *Pool) {
 			r.On = []string{DefaultRetryOn}
 		}
 		setBool(&r.IdempotentOnly, DefaultIdempotentOnly)
+		setInt(c, path+".retries.budget", &r.Budget, DefaultRetryBudget)
 	}
 	t := &p.Timeouts
 	setDuration(c, path+".timeouts.connect", &t.Connect, DefaultConnectTimeout)

@@ -174,6 +174,10 @@ type Retries struct {
 	// IdempotentOnly restricts retries after the request was sent to
 	// idempotent methods (RFC 9110). Default true.
 	IdempotentOnly *bool `yaml:"idempotent_only"`
+	// Budget caps retries of sent requests at this percentage of recent
+	// requests (0..100), so that retries cannot multiply an outage; 0 retries
+	// only connect failures. Default 20.
+	Budget int `yaml:"budget"`
 }
 
 // Timeouts bound each exchange with a backend.

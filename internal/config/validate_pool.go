@@ -133,6 +133,7 @@ func (v *validator) health(p string, h *HealthCheck) {
 
 func (v *validator) retries(p string, r *Retries) {
 	v.between(p+".attempts", r.Attempts, 0, MaxRetryAttempts)
+	v.between(p+".budget", r.Budget, 0, 100)
 	for i, cond := range r.On {
 		switch cond {
 		case RetryConnectFailure, RetryTimeout, RetryReset:

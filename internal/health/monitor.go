@@ -97,6 +97,9 @@ type prober struct {
 	passes, fails int
 	// last is the reason of the last probe, "" when it passed.
 	last atomic.Pointer[string]
+	// restart asks the prober's goroutine to start its pass streak again:
+	// the backend was marked down from outside (MarkDown).
+	restart atomic.Bool
 }
 
 // NewMonitor returns a monitor for the named pool that probes with chk
@@ -267,6 +270,9 @@ func (m *Monitor) probe(ctx context.Context, p *prober) {
 // record counts one probe result and moves the backend when a streak
 // reaches its threshold.
 func (m *Monitor) record(p *prober, err error) {
+	if p.restart.Swap(false) {
+		p.passes = 0
+	}
 	reason := Reason(err)
 	if err == nil {
 		p.passes++
@@ -289,6 +295,24 @@ func (m *Monitor) record(p *prober, err error) {
 				"from", from.String(), "consecutive", p.passes)
 		}
 	}
+}
+
+// MarkDown takes b out at once, without waiting for fall failed probes, when
+// live traffic proves it unreachable (its host refused a connection): it goes
+// down and needs rise passing probes, counted from now, to come back. It
+// reports whether b was up and is now down; b must be one of the monitor's
+// backends.
+func (m *Monitor) MarkDown(b *backend.Backend, reason string) bool {
+	m.mu.Lock()
+	p, ok := m.probers[b]
+	m.mu.Unlock()
+	if !ok || !transition(b, backend.StateUp, backend.StateDown) {
+		return false
+	}
+	p.restart.Store(true)
+	p.last.Store(&reason)
+	m.log.Warn("backend down", "pool", m.pool, "backend", b.Addr, "reason", reason, "source", "traffic")
+	return true
 }
 
 // transition moves b from state from to state to and reports whether it did.

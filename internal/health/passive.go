@@ -53,18 +53,30 @@ func (o *Outliers) Report(b *backend.Backend, failed bool) {
 	if b.FailureStreak() < o.cfg.ConsecutiveFailures || b.State() != backend.StateUp {
 		return
 	}
-	if !o.roomToEject() {
-		return
+	o.eject(b, "consecutive_failures", b.FailureStreak())
+}
+
+// Eject takes b out at once, without waiting for consecutive failures, when
+// live traffic proves it unreachable (its host refused a connection) — within
+// the max_ejected_percent cap, like any ejection. It reports whether it did.
+func (o *Outliers) Eject(b *backend.Backend, reason string) bool {
+	return o.eject(b, "reason", reason)
+}
+
+// eject ejects b if there is room, logging why (key, val).
+func (o *Outliers) eject(b *backend.Backend, key string, val any) bool {
+	if b.State() != backend.StateUp || !o.roomToEject() {
+		return false
 	}
 	if !b.CompareAndSwapState(backend.StateUp, backend.StateEjected) {
-		return // someone else (another request, a health check) got there first
+		return false // someone else (another request, a health check) got there first
 	}
 	n := b.CountEjection()
 	d := o.cfg.EjectFor * time.Duration(min(1<<(n-1), maxEjectFactor))
-	o.log.Warn("backend ejected", "pool", o.pool, "backend", b.Addr,
-		"consecutive_failures", b.FailureStreak(), "for", d.String())
+	o.log.Warn("backend ejected", "pool", o.pool, "backend", b.Addr, key, val, "for", d.String())
 	b.ResetFailureStreak()
 	time.AfterFunc(d, func() { o.readmit(b) })
+	return true
 }
 
 // roomToEject reports whether one more ejection keeps the ejected share of

@@ -9,13 +9,17 @@
 package proxy
 
 import (
+	"context"
+	"errors"
 	"sync/atomic"
 	"time"
 
 	"ballast/internal/backend"
 	"ballast/internal/balancer"
+	"ballast/internal/config"
 	"ballast/internal/health"
 	"ballast/internal/pool"
+	"ballast/internal/queue"
 	"ballast/internal/router"
 )
 
@@ -29,7 +33,7 @@ type Timeouts struct {
 // Upstream is a pool as the data path uses it: the pool (backends and balancer)
 // plus how to talk to its backends. An Upstream lives as long as its pool's
 // config does not change the way connections are made, so reloads keep its idle
-// keep-alive connections.
+// keep-alive connections, its queue and its retry budget.
 type Upstream struct {
 	Pool     *pool.Pool
 	Timeouts Timeouts
@@ -37,10 +41,65 @@ type Upstream struct {
 	transport *transport   // net/http engine: its idle connections to the backends
 	conns     backendConns // native engine: its idle connections to the backends
 	outliers  atomic.Pointer[health.Outliers]
+	retry     atomic.Pointer[RetryPolicy]
+	refused   atomic.Pointer[func(*backend.Backend)]
+	budget    *Budget
+	queue     *queue.Queue[grant]
+}
+
+// NewUpstream returns the data path's view of pool p, talking to its backends
+// with timeouts t. Close it when it is no longer used.
+func NewUpstream(p *pool.Pool, t Timeouts) *Upstream {
+	u := &Upstream{Pool: p, Timeouts: t, transport: newTransport(t), budget: NewBudget(),
+		queue: queue.New[grant](config.DefaultQueueMax, config.DefaultQueueTimeout)}
+	u.SetRetryPolicy(nil)
+	return u
+}
+
+// Close drops the upstream's idle backend connections.
+func (u *Upstream) Close() {
+	u.transport.close()
+	u.conns.closeAll()
+}
+
+// grant is a backend slot handed to a request, with the sticky cookie its
+// response must carry.
+type grant struct {
+	b      *backend.Backend
+	cookie string
 }
 
 // SetOutliers sets (or, with nil, removes) the pool's passive outlier detection.
 func (u *Upstream) SetOutliers(o *health.Outliers) { u.outliers.Store(o) }
+
+// Outliers returns the pool's passive outlier detection, or nil.
+func (u *Upstream) Outliers() *health.Outliers { return u.outliers.Load() }
+
+// SetRetryPolicy sets which failed requests are retried; nil means the zero
+// policy (connect failures only).
+func (u *Upstream) SetRetryPolicy(p *RetryPolicy) {
+	if p == nil {
+		p = &RetryPolicy{}
+	}
+	u.retry.Store(p)
+}
+
+// SetQueue sets the pool's waiting room: at most max requests wait up to
+// timeout for a backend below its max_conns (max 0: none wait).
+func (u *Upstream) SetQueue(max int, timeout time.Duration) { u.queue.SetLimits(max, timeout) }
+
+// QueueLen returns how many requests wait for a backend slot now.
+func (u *Upstream) QueueLen() int { return u.queue.Len() }
+
+// OnRefused sets what happens to a backend whose host refused a connection
+// (nil: nothing): the health layer takes it out at once.
+func (u *Upstream) OnRefused(f func(*backend.Backend)) {
+	if f == nil {
+		u.refused.Store(nil)
+		return
+	}
+	u.refused.Store(&f)
+}
 
 // Table is a listener's routing table, swapped atomically on reload.
 type Table = router.Table[*Upstream]
@@ -68,21 +127,55 @@ type Attempt struct {
 	Backend  *backend.Backend
 	// SetCookie is a Set-Cookie value the response must carry (sticky), or "".
 	SetCookie string
-	start     time.Time
+	// Queued is how long the request waited in the pool's queue.
+	Queued time.Duration
+	// Retries counts the tries before this one.
+	Retries int
+	start   time.Time
 }
 
 // Begin routes r, picks a backend and counts the request in flight on it.
-// Every successful Begin is paired with one Attempt.End.
-func (d *Dispatcher) Begin(r *balancer.Request) (Attempt, error) {
+// When every usable backend is at its max_conns the request waits its turn in
+// the pool's queue (ctx ending gives up). Every successful Begin is paired
+// with one Attempt.End.
+func (d *Dispatcher) Begin(ctx context.Context, r *balancer.Request) (Attempt, error) {
 	up, ok := d.table.Load().Match(r.Host, r.Path)
 	if !ok {
 		return Attempt{}, ErrNoRoute
 	}
-	b, cookie, err := acquire(up.Pool, r)
+	if p := up.retry.Load(); p.afterSend() {
+		up.budget.deposit(p.BudgetPercent)
+	}
+	g, waited, err := up.take(ctx, r)
 	if err != nil {
 		return Attempt{}, err
 	}
-	return Attempt{Upstream: up, Backend: b, SetCookie: cookie, start: d.clock()}, nil
+	return Attempt{Upstream: up, Backend: g.b, SetCookie: g.cookie, Queued: waited, start: d.clock()}, nil
+}
+
+// take picks a backend for r and counts the request in flight on it. When
+// every usable backend is at its max_conns the request waits its turn in the
+// queue; when none is up it fails at once.
+func (u *Upstream) take(ctx context.Context, r *balancer.Request) (grant, time.Duration, error) {
+	if u.queue.Len() == 0 {
+		if b, cookie, ok := acquire(u.Pool, r); ok {
+			return grant{b, cookie}, 0, nil
+		}
+		if !saturated(u.Pool) {
+			return grant{}, 0, ErrNoBackend
+		}
+	}
+	g, waited, err := u.queue.Wait(ctx, func() (grant, bool) {
+		b, cookie, ok := acquire(u.Pool, r)
+		return grant{b, cookie}, ok
+	})
+	switch {
+	case errors.Is(err, queue.ErrFull), errors.Is(err, queue.ErrTimeout):
+		return grant{}, waited, errors.Join(ErrQueue, err)
+	case err != nil:
+		return grant{}, waited, errors.Join(ErrClientGone, err)
+	}
+	return g, waited, nil
 }
 
 // pickTries bounds how often a request picks again when the backend it
@@ -91,17 +184,29 @@ const pickTries = 3
 
 // acquire picks a backend of p for r and counts the request in flight on it,
 // never exceeding the backend's max_conns.
-func acquire(p *pool.Pool, r *balancer.Request) (*backend.Backend, string, error) {
+func acquire(p *pool.Pool, r *balancer.Request) (*backend.Backend, string, bool) {
 	for range pickTries {
 		b, cookie := p.Pick(r)
 		if b == nil {
 			break
 		}
 		if b.TryAcquire() {
-			return b, cookie, nil
+			return b, cookie, true
 		}
 	}
-	return nil, "", ErrNoBackend
+	return nil, "", false
+}
+
+// saturated reports whether p has a backend that is up but at its max_conns:
+// a request that found no usable backend then waits for a slot, rather than
+// failing as it does when every backend is down.
+func saturated(p *pool.Pool) bool {
+	for _, b := range p.Snapshot().Backends {
+		if b.State() == backend.StateUp && b.MaxConns() > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // Responded records that the backend's response header arrived: the time since
@@ -111,25 +216,38 @@ func (d *Dispatcher) Responded(a *Attempt) {
 	a.Backend.ObserveLatency(now.Sub(a.start), now)
 }
 
-// End finishes an attempt: the request is no longer in flight on the backend.
-// status is the backend's status code (0 if none arrived); err the failure, if
-// any. A failure the client caused (it went away) is not held against the backend.
+// End finishes an attempt: the request is no longer in flight on the backend,
+// and its slot goes to the oldest request waiting in the queue. status is the
+// backend's status code (0 if none arrived); err the failure, if any. A failure
+// the client caused (it went away) is not held against the backend; a refused
+// connection takes the backend out at once.
 func (d *Dispatcher) End(a *Attempt, status int, err error) {
 	failed := status >= 500 || err != nil && StatusFor(err) != StatusClientClosed
-	a.Backend.Release(failed)
-	if o := a.Upstream.outliers.Load(); o != nil {
-		o.Report(a.Backend, failed)
+	a.Upstream.release(a.Backend, failed, err)
+}
+
+// release ends a request (or TCP connection) on b: its slot goes to the oldest
+// waiter, and the health layer hears of the outcome.
+func (u *Upstream) release(b *backend.Backend, failed bool, err error) {
+	b.Release(failed)
+	u.queue.Signal()
+	if err != nil && isRefused(err) {
+		if f := u.refused.Load(); f != nil {
+			(*f)(b)
+		}
+	}
+	if o := u.outliers.Load(); o != nil {
+		o.Report(b, failed)
 	}
 }
 
-// maxConnectTries bounds how many backends one request tries when connecting
-// fails. A connect failure is always safe to retry: nothing was sent.
-const maxConnectTries = 3
+// maxTries bounds how many backends one request tries.
+const maxTries = 1 + max(config.MaxRetryAttempts, minConnectRetries)
 
 // Tried is the set of backends a request has been sent to (or tried to be).
 type Tried struct {
 	n  int
-	bs [maxConnectTries]*backend.Backend
+	bs [maxTries]*backend.Backend
 }
 
 // Add records b; it reports false when the set is full.
@@ -152,34 +270,101 @@ func (t *Tried) Has(b *backend.Backend) bool {
 	return false
 }
 
-// Full reports whether the request may try no more backends.
-func (t *Tried) Full() bool { return t.n == len(t.bs) }
+// Retries returns how many backends were tried after the first.
+func (t *Tried) Retries() int { return max(t.n-1, 0) }
 
-// RetryConnect starts a new attempt for a request whose backend could not be
-// reached, on a backend of the same pool that has not been tried, so that a
-// refused or unreachable backend costs the client nothing while another can
-// serve. It fails with ErrNoBackend when none is left. The caller ends the
-// failed attempt (End) once it has the new one.
-func (d *Dispatcher) RetryConnect(a *Attempt, r *balancer.Request, tried *Tried) (Attempt, error) {
+// Failure describes why an attempt failed, for the retry decision.
+type Failure struct {
+	Kind FailureKind
+	// Status is the backend's status code for FailStatus.
+	Status int
+	// Replayable reports that the request can be sent again exactly: its
+	// method is allowed by the policy and its body (if any) was kept.
+	Replayable bool
+	// Err is the failure itself, for the log.
+	Err error
+}
+
+// RetryAllowed reports whether the policy lets a sent request be retried
+// after failing with kind (status for FailStatus), given its method. It does
+// not look at the budget or at the other backends: Retry does.
+func (u *Upstream) RetryAllowed(kind FailureKind, status int, method []byte) bool {
+	p := u.retry.Load()
+	if p == nil || !p.covers(kind, status) {
+		return false
+	}
+	return !p.IdempotentOnly || Idempotent(method)
+}
+
+// mayRetrySent reports whether a sent request with method could ever be
+// retried: only then is its body worth keeping.
+func (u *Upstream) mayRetrySent(method string) bool {
+	p := u.retry.Load()
+	return p != nil && p.afterSend() && (!p.IdempotentOnly || Idempotent([]byte(method)))
+}
+
+// Retry starts a new attempt for a request whose attempt a failed, on a backend
+// of the same pool that it has not tried yet: a connect failure always (nothing
+// was sent), a sent request only when f is replayable, the policy covers the
+// failure, attempts remain and the retry budget has a token. It returns
+// ErrNoBackend when the request must not or cannot be retried; the caller then
+// answers with the original failure. The caller ends a (End) once it has the
+// new attempt.
+func (d *Dispatcher) Retry(a *Attempt, r *balancer.Request, tried *Tried, f Failure) (Attempt, error) {
 	up := a.Upstream
-	if tried.Full() {
+	p := up.retry.Load()
+	if p == nil {
+		p = &RetryPolicy{}
+	}
+	limit := max(p.Attempts, minConnectRetries)
+	budgeted := f.Kind != FailConnect
+	if budgeted {
+		if !f.Replayable || !p.covers(f.Kind, f.Status) {
+			return Attempt{}, ErrNoBackend
+		}
+		limit = p.Attempts
+	}
+	if tried.Retries() >= limit || tried.n == len(tried.bs) {
 		return Attempt{}, ErrNoBackend
 	}
-	// The balancer usually offers another backend (rotation, load); a hash
-	// keeps offering the same one, so fall back to the first usable other.
+	if budgeted && (p.BudgetPercent == 0 || !up.budget.withdraw(d.clock())) {
+		return Attempt{}, errors.Join(ErrNoBackend, errBudget)
+	}
+	b, cookie := pickUntried(up.Pool, r, tried)
+	if b == nil {
+		if budgeted {
+			up.budget.refund()
+		}
+		return Attempt{}, ErrNoBackend
+	}
+	tried.Add(b)
+	return Attempt{Upstream: up, Backend: b, SetCookie: cookie, Retries: tried.Retries(), start: d.clock()}, nil
+}
+
+// errBudget: the retry budget is spent.
+var errBudget = errors.New("retry budget exhausted")
+
+// pickUntried picks and acquires a usable backend of p that tried does not
+// hold. The balancer usually offers another backend (rotation, load); a hash
+// keeps offering the same one, so it falls back to the first usable other
+// primary, then backup.
+func pickUntried(p *pool.Pool, r *balancer.Request, tried *Tried) (*backend.Backend, string) {
 	for range pickTries {
-		b, cookie := up.Pool.Pick(r)
+		b, cookie := p.Pick(r)
 		if b == nil {
 			break
 		}
 		if !tried.Has(b) && b.TryAcquire() {
-			return Attempt{Upstream: up, Backend: b, SetCookie: cookie, start: d.clock()}, nil
+			return b, cookie
 		}
 	}
-	for _, b := range up.Pool.Snapshot().Backends {
-		if !tried.Has(b) && b.Usable() && b.TryAcquire() {
-			return Attempt{Upstream: up, Backend: b, start: d.clock()}, nil
+	bs := p.Snapshot().Backends
+	for _, backup := range [2]bool{false, true} {
+		for _, b := range bs {
+			if b.Backup() == backup && !tried.Has(b) && b.Usable() && b.TryAcquire() {
+				return b, ""
+			}
 		}
 	}
-	return Attempt{}, ErrNoBackend
+	return nil, ""
 }

@@ -36,7 +36,8 @@ func newDispatchFixture(t *testing.T, s pool.Settings, n int) *dispatchFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	up := &Upstream{Pool: p}
+	up := NewUpstream(p, Timeouts{})
+	t.Cleanup(up.Close)
 	table, err := router.New([]router.Route[*Upstream]{
 		{Host: "app.test", PathPrefix: "/api/", Target: up},
 	})
@@ -101,17 +102,18 @@ func TestDispatcherBeginErrors(t *testing.T) {
 					b.Acquire()
 				}
 			},
-			apiRequest(), ErrNoBackend, 503,
+			apiRequest(), ErrQueue, 503, // the queue holds no one (max 0)
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newDispatchFixture(t, rrSettings, 3)
+			f.up.SetQueue(0, time.Second)
 			if tt.setup != nil {
 				tt.setup(f.bs)
 			}
 			in0, req0, _ := f.totals()
-			a, err := f.d.Begin(tt.req)
+			a, err := f.d.Begin(context.Background(), tt.req)
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("Begin: err = %v, want %v", err, tt.want)
 			}
@@ -132,7 +134,7 @@ func TestDispatcherBeginCountsInFlight(t *testing.T) {
 	f := newDispatchFixture(t, rrSettings, 3)
 	var attempts []Attempt
 	for i := range 6 {
-		a, err := f.d.Begin(apiRequest())
+		a, err := f.d.Begin(context.Background(), apiRequest())
 		if err != nil {
 			t.Fatalf("Begin %d: %v", i, err)
 		}
@@ -167,16 +169,17 @@ func TestDispatcherBeginCountsInFlight(t *testing.T) {
 func TestDispatcherMaxConns(t *testing.T) {
 	f := newDispatchFixture(t, rrSettings, 1)
 	f.bs[0].SetMaxConns(2)
-	a1, err1 := f.d.Begin(apiRequest())
-	a2, err2 := f.d.Begin(apiRequest())
+	f.up.SetQueue(0, time.Second)
+	a1, err1 := f.d.Begin(context.Background(), apiRequest())
+	a2, err2 := f.d.Begin(context.Background(), apiRequest())
 	if err1 != nil || err2 != nil {
 		t.Fatalf("Begin below max_conns: %v, %v", err1, err2)
 	}
-	if _, err := f.d.Begin(apiRequest()); !errors.Is(err, ErrNoBackend) {
-		t.Fatalf("Begin at max_conns: err = %v, want ErrNoBackend", err)
+	if _, err := f.d.Begin(context.Background(), apiRequest()); !errors.Is(err, ErrQueue) || StatusFor(err) != 503 {
+		t.Fatalf("Begin at max_conns without a queue: err = %v, want ErrQueue (503)", err)
 	}
 	f.d.End(&a1, 200, nil)
-	a3, err := f.d.Begin(apiRequest())
+	a3, err := f.d.Begin(context.Background(), apiRequest())
 	if err != nil {
 		t.Fatalf("Begin after End: %v", err)
 	}
@@ -216,11 +219,11 @@ func TestDispatcherEnd(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newDispatchFixture(t, rrSettings, 2)
-			a, err := f.d.Begin(apiRequest())
+			a, err := f.d.Begin(context.Background(), apiRequest())
 			if err != nil {
 				t.Fatal(err)
 			}
-			other, err := f.d.Begin(apiRequest()) // stays in flight on the other backend
+			other, err := f.d.Begin(context.Background(), apiRequest()) // stays in flight on the other backend
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -249,7 +252,7 @@ func TestDispatcherResponded(t *testing.T) {
 	f := newDispatchFixture(t, rrSettings, 1)
 	b := f.bs[0]
 
-	a, err := f.d.Begin(apiRequest())
+	a, err := f.d.Begin(context.Background(), apiRequest())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,7 +268,7 @@ func TestDispatcherResponded(t *testing.T) {
 
 	// A second, faster response 9.8s later folds in with weight 1-exp(-0.98).
 	f.now = f.now.Add(9750 * time.Millisecond)
-	a, err = f.d.Begin(apiRequest())
+	a, err = f.d.Begin(context.Background(), apiRequest())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,7 +284,7 @@ func TestDispatcherResponded(t *testing.T) {
 	// An attempt that never got a response records no latency.
 	before := b.Latency()
 	f.now = f.now.Add(time.Minute)
-	a, _ = f.d.Begin(apiRequest())
+	a, _ = f.d.Begin(context.Background(), apiRequest())
 	f.now = f.now.Add(30 * time.Second)
 	f.d.End(&a, 0, errors.Join(ErrResponseTimeout, errors.New("timeout")))
 	if b.Latency() != before {
@@ -291,7 +294,7 @@ func TestDispatcherResponded(t *testing.T) {
 
 func TestDispatcherSticky(t *testing.T) {
 	f := newDispatchFixture(t, pool.Settings{Algorithm: balancer.AlgRoundRobin, StickyCookie: "srv"}, 3)
-	a, err := f.d.Begin(apiRequest())
+	a, err := f.d.Begin(context.Background(), apiRequest())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,7 +305,7 @@ func TestDispatcherSticky(t *testing.T) {
 	for range 5 {
 		r := apiRequest()
 		r.Header.(http.Header).Set("Cookie", "srv="+a.Backend.ID)
-		a2, err := f.d.Begin(r)
+		a2, err := f.d.Begin(context.Background(), r)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -315,7 +318,7 @@ func TestDispatcherSticky(t *testing.T) {
 
 func TestDispatcherSetTable(t *testing.T) {
 	f := newDispatchFixture(t, rrSettings, 2)
-	a, err := f.d.Begin(apiRequest())
+	a, err := f.d.Begin(context.Background(), apiRequest())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,7 +327,7 @@ func TestDispatcherSetTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.d.SetTable(empty)
-	if _, err := f.d.Begin(apiRequest()); !errors.Is(err, ErrNoRoute) {
+	if _, err := f.d.Begin(context.Background(), apiRequest()); !errors.Is(err, ErrNoRoute) {
 		t.Errorf("Begin after SetTable(empty): err = %v, want ErrNoRoute", err)
 	}
 	// The attempt routed on the old table finishes normally.
@@ -343,7 +346,7 @@ func TestDispatcherConcurrent(t *testing.T) {
 	for w := range workers {
 		wg.Go(func() {
 			for i := range per {
-				a, err := f.d.Begin(apiRequest())
+				a, err := f.d.Begin(context.Background(), apiRequest())
 				if err != nil {
 					t.Errorf("Begin: %v", err)
 					return

@@ -1,30 +1,19 @@
 package proxy
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/net/http/httpguts"
 
 	"ballast/internal/balancer"
-	"ballast/internal/pool"
 )
-
-// NewUpstream returns the data path's view of pool p, talking to its backends
-// with timeouts t. Close it when it is no longer used.
-func NewUpstream(p *pool.Pool, t Timeouts) *Upstream {
-	return &Upstream{Pool: p, Timeouts: t, transport: newTransport(t)}
-}
-
-// Close drops the upstream's idle backend connections.
-func (u *Upstream) Close() {
-	u.transport.close()
-	u.conns.closeAll()
-}
 
 // Handler is the net/http engine of one HTTP listener: it parses nothing itself
 // (net/http does), asks the Dispatcher where each request goes, and moves the
@@ -55,7 +44,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		RawQuery: r.URL.RawQuery,
 		Header:   r.Header,
 	}
-	a, err := h.d.Begin(&breq)
+	a, err := h.d.Begin(r.Context(), &breq)
 	if err != nil {
 		h.fail(w, r, err, "")
 		return
@@ -70,7 +59,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// forward sends r to a.Backend and copies the response back. It returns the
+// forward sends r to a.Backend — or, when that fails and the retry policy
+// allows, to other backends — and copies the response back. It returns the
 // backend's status (0 if none), whether the client connection must be aborted,
 // and the failure, if any.
 func (h *Handler) forward(w http.ResponseWriter, r *http.Request, a *Attempt, breq *balancer.Request) (int, bool, error) {
@@ -91,33 +81,93 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, a *Attempt, br
 	upgrade := upgradeType(r.Header)
 	prepareRequestHeader(out.Header, ip, r.Host, h.tls)
 
-	resp, err := a.Upstream.transport.rt.RoundTrip(out)
-	// A backend that cannot be reached is left for another one. The
-	// transport closes a request body on any error, so only a request
-	// without one can be sent again.
+	// A body small enough is kept so that the request can be sent again; the
+	// transport closes (and may have consumed) any other body on an error.
+	var body []byte
+	if out.Body != nil && r.ContentLength > 0 && r.ContentLength <= MaxRetryBody &&
+		a.Upstream.mayRetrySent(r.Method) {
+		body = make([]byte, r.ContentLength)
+		if _, err := io.ReadFull(r.Body, body); err != nil {
+			err = errors.Join(ErrClientGone, err)
+			h.fail(w, r, err, a.Backend.Addr)
+			return 0, false, err
+		}
+	}
+	var streamed *untouchedBody
+	if out.Body != nil && body == nil {
+		// A body that the transport never read (the backend could not be
+		// reached) can still go to another backend.
+		streamed = &untouchedBody{r: r.Body}
+		out.Body = streamed
+	}
 	var tried Tried
 	tried.Add(a.Backend)
-	for err != nil && out.Body == nil {
-		cerr := classify(ctx, err)
-		if !errors.Is(cerr, ErrConnect) {
-			break
+	for {
+		if body != nil {
+			out.Body = io.NopCloser(bytes.NewReader(body))
 		}
-		next, rerr := h.d.RetryConnect(a, breq, &tried)
+		resp, err := a.Upstream.transport.rt.RoundTrip(out)
+		f := Failure{Err: err}
+		if err != nil {
+			err = classify(ctx, err)
+			f.Err = err
+			switch {
+			case errors.Is(err, ErrClientGone):
+				return 0, false, err
+			case errors.Is(err, ErrConnect):
+				f.Kind = FailConnect
+			case errors.Is(err, ErrResponseTimeout):
+				f.Kind = FailTimeout
+			default:
+				f.Kind = FailReset
+			}
+		} else if resp.StatusCode >= 500 {
+			f.Kind, f.Status = FailStatus, resp.StatusCode
+		} else {
+			return h.relay(w, r, resp, a, upgrade)
+		}
+		resendable := out.Body == nil || body != nil || !streamed.read.Load()
+		f.Replayable = resendable && a.Upstream.RetryAllowed(f.Kind, f.Status, []byte(r.Method))
+		var next Attempt
+		var rerr error = ErrNoBackend
+		if resendable && (f.Kind == FailConnect || f.Replayable) {
+			next, rerr = h.d.Retry(a, breq, &tried, f)
+		}
 		if rerr != nil {
-			break
+			if resp != nil {
+				return h.relay(w, r, resp, a, upgrade)
+			}
+			h.fail(w, r, err, a.Backend.Addr)
+			return 0, false, err
 		}
-		h.log.Warn("backend unreachable, trying another", "backend", a.Backend.Addr, "next", next.Backend.Addr, "err", err)
-		h.d.End(a, 0, cerr)
+		if resp != nil {
+			resp.Body.Close()
+		}
+		h.log.Warn("retrying on another backend", "backend", a.Backend.Addr, "next", next.Backend.Addr,
+			"status", f.Status, "err", f.Err)
+		h.d.End(a, f.Status, err)
 		*a = next
-		tried.Add(a.Backend)
 		u.Host = a.Backend.Addr
-		resp, err = a.Upstream.transport.rt.RoundTrip(out)
 	}
-	if err != nil {
-		err = classify(ctx, err)
-		h.fail(w, r, err, a.Backend.Addr)
-		return 0, false, err
-	}
+}
+
+// untouchedBody passes a request body to the transport, remembering whether
+// any of it was read; closing it is left to the server (the transport closes a
+// body on every failure, which would rule out sending it elsewhere).
+type untouchedBody struct {
+	r    io.Reader
+	read atomic.Bool // set by the transport's writer goroutine
+}
+
+func (b *untouchedBody) Read(p []byte) (int, error) {
+	b.read.Store(true)
+	return b.r.Read(p)
+}
+
+func (b *untouchedBody) Close() error { return nil }
+
+// relay passes the backend's response (or protocol switch) to the client.
+func (h *Handler) relay(w http.ResponseWriter, r *http.Request, resp *http.Response, a *Attempt, upgrade string) (int, bool, error) {
 	h.d.Responded(a)
 
 	if resp.StatusCode == http.StatusSwitchingProtocols {
@@ -219,6 +269,9 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error, backen
 	hd.Set("Content-Type", "text/plain; charset=utf-8")
 	hd.Set("X-Content-Type-Options", "nosniff")
 	hd.Set("Cache-Control", "no-store")
+	if status == http.StatusServiceUnavailable {
+		hd.Set("Retry-After", retryAfterSeconds)
+	}
 	w.WriteHeader(status)
 	io.WriteString(w, errorBody(status))
 }

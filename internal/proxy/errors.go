@@ -24,6 +24,9 @@ var (
 	ErrBadResponse = errors.New("backend sent no valid response")
 	// ErrClientGone: the client went away before the response was ready.
 	ErrClientGone = errors.New("client closed the request")
+	// ErrQueue: every backend was at max_conns and the request could not wait
+	// for a slot (the queue was full, or the wait timed out).
+	ErrQueue = errors.New("every backend busy")
 	// ErrBadRequest: the request cannot be forwarded as it is.
 	ErrBadRequest = errors.New("bad request")
 )
@@ -39,7 +42,7 @@ func StatusFor(err error) int {
 	switch {
 	case errors.Is(err, ErrNoRoute):
 		return http.StatusNotFound
-	case errors.Is(err, ErrNoBackend):
+	case errors.Is(err, ErrNoBackend), errors.Is(err, ErrQueue):
 		return http.StatusServiceUnavailable
 	case errors.Is(err, ErrBadRequest):
 		return http.StatusBadRequest
@@ -52,6 +55,11 @@ func StatusFor(err error) int {
 	}
 	return http.StatusBadGateway
 }
+
+// retryAfterSeconds is the Retry-After of ballast's own 503s (no backend up,
+// every backend busy and the queue full or its wait over): soon, since health
+// checks and the queue move within seconds.
+const retryAfterSeconds = "1"
 
 // errorBody is the short plain-text body sent with each error status.
 func errorBody(status int) string {

@@ -3,10 +3,12 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -34,7 +36,7 @@ func (cc *clientConn) serveOne() bool {
 	// escapes to the heap per request.
 	cc.setBalancerRequest()
 	var err error
-	cc.attempt, err = cc.n.d.Begin(&cc.breq)
+	cc.attempt, err = cc.n.d.Begin(context.Background(), &cc.breq)
 	cc.breq = balancer.Request{} // drop the views of the read buffer
 	if err != nil {
 		// The body, if any, was not read: the connection cannot be reused.
@@ -43,7 +45,7 @@ func (cc *clientConn) serveOne() bool {
 		cc.fail(err, "", keep)
 		return keep
 	}
-	cc.ex = exchange{cc: cc, a: &cc.attempt, req: req, resp: cc.ex.resp}
+	cc.ex = exchange{cc: cc, a: &cc.attempt, req: req, resp: cc.ex.resp, replay: cc.ex.replay[:0]}
 	status, keep, err := cc.ex.run()
 	cc.backend.Store(nil)
 	cc.n.d.End(&cc.attempt, status, err)
@@ -101,7 +103,11 @@ func (cc *clientConn) writeError(status int, keep bool) {
 	bw.WriteString(strconv.Itoa(status))
 	bw.WriteByte(' ')
 	bw.WriteString(statusText(status))
-	bw.WriteString("\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\nContent-Length: ")
+	bw.WriteString("\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\n")
+	if status == http.StatusServiceUnavailable {
+		bw.WriteString("Retry-After: " + retryAfterSeconds + "\r\n")
+	}
+	bw.WriteString("Content-Length: ")
 	bw.WriteString(strconv.Itoa(len(body)))
 	if !keep {
 		bw.WriteString("\r\nConnection: close")
@@ -120,92 +126,159 @@ type exchange struct {
 
 	tried       Tried       // backends this request was sent to, or tried to be
 	bodySent    bool        // the request body (if any) went out completely
+	headGone    bool        // the request head's bytes in the read buffer were overwritten
+	replay      []byte      // the whole request (head and body) kept for a retry; nil if none
 	resp        h1.Response // reused across exchanges: its Headers keep their capacity
 	respHeadLen int
 }
 
-// run proxies the request. It returns the backend's status (0 if none),
-// whether the client connection may serve another request, and the failure.
+// failedExchange is a failure of the backend before any of its response went
+// to the client, which the client has not been answered for yet: run decides
+// whether to retry it or to answer it.
+type failedExchange struct {
+	kind   FailureKind
+	status int  // FailStatus: the backend's status; its head is in ex.resp
+	stale  bool // a reused connection that turned out to be closed
+	unsent bool // the request head was not (completely) written
+	err    error
+}
+
+func (f *failedExchange) Error() string { return f.err.Error() }
+func (f *failedExchange) Unwrap() error { return f.err }
+
+// run proxies the request, retrying it on other backends as the pool's retry
+// policy allows. It returns the backend's status (0 if none), whether the
+// client connection may serve another request, and the failure.
 func (ex *exchange) run() (int, bool, error) {
-	cc, up := ex.cc, ex.a.Upstream
-	idle := up.conns.idle(ex.a.Backend.Addr)
-	hasBody := ex.req.Chunked || ex.req.ContentLength > 0
-	// Past this point the body is read from cc.br, which may move the header
-	// bytes that ex.req points into: only cc.meta and ex.req's numbers and
-	// flags are used after the request head has been built.
-	cc.br.Discard(cc.headLen)
-	ex.tried = Tried{}
-	ex.tried.Add(ex.a.Backend)
-	for try := 0; ; try++ {
-		var err error
-		// A retry never takes another pooled connection: it may be just as
-		// stale as the first.
-		ex.bc, err = ex.connect(idle, try == 0, hasBody)
-		if err != nil {
-			if errors.Is(err, ErrConnect) && ex.nextBackend(err) {
-				idle, try = ex.a.Upstream.conns.idle(ex.a.Backend.Addr), -1
-				continue
-			}
-			cc.fail(err, ex.a.Backend.Addr, false)
+	cc, req := ex.cc, ex.req
+	hasBody := req.Chunked || req.ContentLength > 0
+	idempotent := Idempotent(cc.meta.method)
+	if ex.a.Upstream.mayRetrySent(unsafeString(cc.meta.method)) &&
+		(!hasBody || !req.Chunked && req.ContentLength <= MaxRetryBody && !req.Expect100) {
+		if err := ex.keepForReplay(hasBody); err != nil {
 			return 0, false, err
 		}
-		cc.backend.Store(ex.bc)
-		status, keep, err := ex.roundTrip(hasBody)
-		if !errors.Is(err, errStale) {
-			return status, keep, err
+	} else {
+		ex.replay = nil
+		// Past this point the body is read from cc.br, which may move the
+		// header bytes that ex.req points into: only cc.meta and ex.req's
+		// numbers and flags are used after the request head has been built.
+		cc.br.Discard(cc.headLen)
+	}
+	ex.tried = Tried{}
+	ex.tried.Add(ex.a.Backend)
+	pooled := true
+	for {
+		var f *failedExchange
+		bc, err := ex.connect(pooled, hasBody || !idempotent)
+		if err != nil {
+			f = &failedExchange{kind: FailConnect, unsent: true, err: err}
+		} else {
+			ex.bc = bc
+			cc.backend.Store(bc)
+			status, keep, err := ex.roundTrip(hasBody)
+			// Not errors.As: its target would escape, an allocation per
+			// request. broken and relayResponse return it unwrapped.
+			var isFailed bool
+			if f, isFailed = err.(*failedExchange); !isFailed {
+				return status, keep, err
+			}
+			// A reused keep-alive connection the backend had already closed
+			// fails before any response byte: the classic race with short
+			// backend keep-alive timeouts. Sending the request again on a
+			// fresh connection is safe when it never went out, or when it is
+			// idempotent and can be sent whole again.
+			if f.stale && pooled && (f.unsent || idempotent && (!hasBody || ex.replay != nil)) {
+				pooled = false
+				continue
+			}
 		}
-		// A reused keep-alive connection the backend had already closed fails
-		// before any response byte: the classic race with short backend
-		// keep-alive timeouts. The request never reached the application, so
-		// sending it again on a fresh connection is safe when it had no body
-		// (one with a body was checked alive before it was sent, see connect).
-		if try == 0 && !hasBody {
-			continue
+		next, ok := ex.retry(f)
+		if !ok {
+			if f.kind == FailStatus {
+				return ex.relayParsed()
+			}
+			cc.fail(f.err, ex.a.Backend.Addr, false)
+			return 0, false, f.err
 		}
-		err = errors.Join(ErrBadResponse, err)
-		cc.fail(err, ex.a.Backend.Addr, false)
-		return 0, false, err
+		cc.n.log.Warn("retrying on another backend", "backend", ex.a.Backend.Addr,
+			"next", next.Backend.Addr, "status", f.status, "err", f.err)
+		if f.kind == FailStatus {
+			ex.bc.c.Close() // the unread rest of the refused response
+		}
+		cc.n.d.End(ex.a, f.status, f.err)
+		*ex.a = next
+		pooled = true
 	}
 }
 
-// nextBackend moves the request to another backend after failing to connect
-// to the current one. Nothing of the request was sent, and nothing of its body
-// read, so its header is still whole in the read buffer for the balancer.
-func (ex *exchange) nextBackend(connectErr error) bool {
+// keepForReplay builds the request head (and reads a body of known, small
+// length) into ex.replay, so that the request can be sent again whole.
+func (ex *exchange) keepForReplay(hasBody bool) error {
 	cc := ex.cc
-	cc.setBalancerRequest()
-	next, err := cc.n.d.RetryConnect(ex.a, &cc.breq, &ex.tried)
-	cc.breq = balancer.Request{}
-	if err != nil {
-		return false
+	hi := headInfo{clientIP: cc.ip, backendAddr: ex.a.Backend.Addr}
+	ex.replay = appendRequestHead(ex.replay[:0], ex.req, &hi)
+	cc.br.Discard(cc.headLen)
+	if !hasBody {
+		return nil
 	}
-	cc.n.log.Warn("backend unreachable, trying another", "backend", ex.a.Backend.Addr,
-		"next", next.Backend.Addr, "err", connectErr)
-	cc.n.d.End(ex.a, 0, connectErr)
-	*ex.a = next
-	ex.tried.Add(next.Backend)
-	return true
+	n := int(ex.req.ContentLength)
+	ex.replay = slices.Grow(ex.replay, n)
+	body := ex.replay[len(ex.replay) : len(ex.replay)+n]
+	ex.headGone = n > cc.br.Buffered()
+	if _, err := io.ReadFull(cc.br, body); err != nil {
+		err = errors.Join(ErrClientGone, err)
+		if isTimeout(err) {
+			cc.writeError(408, false)
+		}
+		return err
+	}
+	ex.replay = ex.replay[:len(ex.replay)+n]
+	return nil
 }
 
-// errStale marks a reused connection that turned out to be closed.
-var errStale = errors.New("stale keep-alive connection")
+// retry starts the next attempt after f, on a backend not tried yet, if the
+// retry policy and budget allow it.
+func (ex *exchange) retry(f *failedExchange) (Attempt, bool) {
+	cc := ex.cc
+	fl := Failure{Kind: f.kind, Status: f.status, Err: f.err}
+	if f.kind != FailConnect {
+		fl.Replayable = ex.replay != nil && ex.a.Upstream.RetryAllowed(f.kind, f.status, cc.meta.method)
+		if !fl.Replayable {
+			return Attempt{}, false
+		}
+	}
+	if ex.headGone {
+		// The balancer cannot see the header any more: it picks by client
+		// address, or the first untried usable backend.
+		cc.breq = balancer.Request{ClientIP: cc.ip}
+	} else {
+		cc.setBalancerRequest()
+	}
+	next, err := cc.n.d.Retry(ex.a, &cc.breq, &ex.tried, fl)
+	cc.breq = balancer.Request{}
+	return next, err == nil
+}
 
 // connect takes an idle connection to the backend (when pooled is true) or
-// dials a new one. For a request with a body, a pooled connection is first
-// checked for a close the backend already sent: such a request cannot be
-// retried safely once its body has gone out, so it must not go out on a
-// connection that is known to be dead.
-func (ex *exchange) connect(idle *idleConns, pooled, hasBody bool) (*bconn, error) {
+// dials a new one. When check is set (a request with a body, or one that is
+// not idempotent), a pooled connection is first checked for a close the
+// backend already sent: such a request cannot be sent again safely once it
+// went out, so it must not go out on a connection that is known to be dead.
+func (ex *exchange) connect(pooled, check bool) (*bconn, error) {
 	up := ex.a.Upstream
-	for pooled {
-		bc := idle.get(time.Now(), up.Timeouts.Idle)
-		if bc == nil {
-			break
+	if pooled {
+		idle := up.conns.idle(ex.a.Backend.Addr)
+		for {
+			bc := idle.get(time.Now(), up.Timeouts.Idle)
+			if bc == nil {
+				break
+			}
+			if !check || peerOpen(bc.c) {
+				return bc, nil
+			}
+			bc.c.Close()
 		}
-		if !hasBody || peerOpen(bc.c) {
-			return bc, nil
-		}
-		bc.c.Close()
 	}
 	c, err := net.DialTimeout("tcp", ex.a.Backend.Addr, up.Timeouts.Connect)
 	if err != nil {
@@ -218,6 +291,14 @@ func (ex *exchange) connect(idle *idleConns, pooled, hasBody bool) (*bconn, erro
 // roundTrip sends the request on ex.bc and relays the response.
 func (ex *exchange) roundTrip(hasBody bool) (int, bool, error) {
 	cc, bc := ex.cc, ex.bc
+	if ex.replay != nil {
+		// Kept whole for a retry: head and body go out in one write.
+		if _, err := bc.c.Write(ex.replay); err != nil {
+			return ex.broken(err, true)
+		}
+		ex.bodySent = true
+		return ex.relayResponse()
+	}
 	hi := headInfo{clientIP: cc.ip, backendAddr: ex.a.Backend.Addr}
 	head := appendRequestHead(cc.scratch[:0], ex.req, &hi)
 	cc.scratch = head[:0]
@@ -238,6 +319,7 @@ func (ex *exchange) roundTrip(hasBody bool) (int, bool, error) {
 	ex.bodySent = !hasBody || inline
 
 	if hasBody && !inline {
+		ex.headGone = true
 		if ex.req.Expect100 {
 			return ex.expectContinue()
 		}
@@ -359,16 +441,18 @@ func (ex *exchange) bodyFailed(err error) (int, bool, error) {
 }
 
 // broken handles a failure of the backend connection before a response
-// arrived. beforeSend marks a failure while writing the request head.
-func (ex *exchange) broken(err error, beforeSend bool) (int, bool, error) {
+// arrived: it closes the connection and returns a *failedExchange for run,
+// which retries the request or answers the client. unsent marks a failure
+// while writing the request.
+func (ex *exchange) broken(err error, unsent bool) (int, bool, error) {
 	bc := ex.bc
 	bc.c.Close()
-	if bc.reused && (beforeSend || isConnClosed(err)) {
-		return 0, false, errStale
+	f := &failedExchange{kind: FailReset, unsent: unsent, err: classifyNative(err)}
+	f.stale = bc.reused && (unsent || isConnClosed(err))
+	if errors.Is(f.err, ErrResponseTimeout) {
+		f.kind = FailTimeout
 	}
-	err = classifyNative(err)
-	ex.cc.fail(err, ex.a.Backend.Addr, false)
-	return 0, false, err
+	return 0, false, f
 }
 
 // isConnClosed reports the errors of a connection the peer already closed.

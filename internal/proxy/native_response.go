@@ -55,6 +55,12 @@ func (ex *exchange) relayResponse() (int, bool, error) {
 			return ex.broken(err, false)
 		}
 		st := ex.resp.Status
+		if st >= 500 && ex.replay != nil &&
+			ex.a.Upstream.RetryAllowed(FailStatus, st, ex.cc.meta.method) {
+			// run may send the request elsewhere, or relay this after all.
+			return st, false, &failedExchange{kind: FailStatus, status: st,
+				err: fmt.Errorf("backend answered %d", st)}
+		}
 		if st >= 200 || st == http.StatusSwitchingProtocols {
 			return ex.relayParsed()
 		}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"sync/atomic"
 
+	"ballast/internal/backend"
 	"ballast/internal/balancer"
 )
 
@@ -60,26 +61,32 @@ func (p *TCPProxy) handle(client net.Conn) {
 	defer client.Close()
 	up := p.up.Load()
 	req := balancer.Request{ClientIP: clientAddr(client.RemoteAddr().String())}
-	var tried Tried
-	for !tried.Full() {
-		b, _, err := acquire(up.Pool, &req)
-		if err != nil {
-			return
-		}
-		if tried.Has(b) {
-			b.Release(false)
-			return
-		}
-		tried.Add(b)
-		back, err := net.DialTimeout("tcp", b.Addr, up.Timeouts.Connect)
-		if err != nil {
-			b.Release(true)
-			p.log.Warn("tcp connect failed", "backend", b.Addr, "err", err)
-			continue
-		}
-		pipe(client, back)
-		b.Release(false)
+	g, _, err := up.take(context.Background(), &req)
+	if err != nil {
+		p.log.Warn("tcp connection refused by the pool", "err", err)
 		return
+	}
+	b := g.b
+	var tried Tried
+	tried.Add(b)
+	for {
+		back, err := net.DialTimeout("tcp", b.Addr, up.Timeouts.Connect)
+		if err == nil {
+			pipe(client, back)
+			up.release(b, false, nil)
+			return
+		}
+		p.log.Warn("tcp connect failed", "backend", b.Addr, "err", err)
+		next := (*backend.Backend)(nil)
+		if tried.Retries() < minConnectRetries {
+			next, _ = pickUntried(up.Pool, &req, &tried)
+		}
+		up.release(b, true, err)
+		if next == nil {
+			return
+		}
+		tried.Add(next)
+		b = next
 	}
 }
 

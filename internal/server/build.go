@@ -38,6 +38,26 @@ func timeouts(pc *config.Pool) proxy.Timeouts {
 	}
 }
 
+// retryPolicy turns a pool's retries section into the data path's policy
+// (nil: connect failures only).
+func retryPolicy(r *config.Retries) *proxy.RetryPolicy {
+	if r == nil {
+		return nil
+	}
+	p := &proxy.RetryPolicy{Attempts: r.Attempts, IdempotentOnly: *r.IdempotentOnly, BudgetPercent: r.Budget}
+	for _, cond := range r.On {
+		switch cond {
+		case config.RetryTimeout:
+			p.OnTimeout = true
+		case config.RetryReset:
+			p.OnReset = true
+		default:
+			p.RetryStatus(config.RetryStatus(cond))
+		}
+	}
+	return p
+}
+
 // upstreams holds the pools and their data-path views for one config.
 type upstreams map[string]*proxy.Upstream
 
@@ -63,22 +83,25 @@ func (s *Server) buildUpstreams(cfg *config.Config, old upstreams) (upstreams, [
 			keep[name] = append(keep[name], bc.Addr)
 		}
 		t := timeouts(pc)
-		if up, ok := old[name]; ok {
-			if err := up.Pool.Update(settings, bs); err != nil {
+		var up *proxy.Upstream
+		if prev, ok := old[name]; ok {
+			if err := prev.Pool.Update(settings, bs); err != nil {
 				return nil, nil, err
 			}
-			if up.Timeouts == t {
-				next[name] = up
-				continue
+			up = prev
+			if prev.Timeouts != t {
+				up = proxy.NewUpstream(prev.Pool, t)
 			}
-			next[name] = proxy.NewUpstream(up.Pool, t)
-			continue
+		} else {
+			p, err := pool.New(name, settings, bs)
+			if err != nil {
+				return nil, nil, err
+			}
+			up = proxy.NewUpstream(p, t)
 		}
-		p, err := pool.New(name, settings, bs)
-		if err != nil {
-			return nil, nil, err
-		}
-		next[name] = proxy.NewUpstream(p, t)
+		up.SetRetryPolicy(retryPolicy(pc.Retries))
+		up.SetQueue(pc.Queue.Max, pc.Queue.Timeout.D())
+		next[name] = up
 	}
 	var retired []*proxy.Upstream
 	for _, name := range slices.Sorted(maps.Keys(old)) {

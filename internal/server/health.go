@@ -75,6 +75,24 @@ func (s *Server) syncMonitors(cfg *config.Config) error {
 	return nil
 }
 
+// syncRefused tells every pool what to do with a backend whose host refused a
+// connection: mark it down at once when the pool has active checks (they
+// bring it back), else eject it when it has passive detection; a pool with
+// neither keeps trying it (each refusal costs a request only a local retry).
+// s.mu must be held; call after syncMonitors and syncPassive.
+func (s *Server) syncRefused() {
+	for name, up := range s.ups {
+		var f func(*backend.Backend)
+		if m, ok := s.monitors[name]; ok {
+			mon := m.mon
+			f = func(b *backend.Backend) { mon.MarkDown(b, "connection refused") }
+		} else if o := up.Outliers(); o != nil {
+			f = func(b *backend.Backend) { o.Eject(b, "connection refused") }
+		}
+		up.OnRefused(f)
+	}
+}
+
 // stop ends the monitor and waits for its probes to finish.
 func (m *monitor) stop() {
 	m.cancel()

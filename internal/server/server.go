@@ -76,6 +76,7 @@ func (s *Server) Run(ctx context.Context) error {
 		s.mu.Unlock()
 		return err
 	}
+	s.syncRefused()
 	for _, lc := range s.cfg.Listeners {
 		s.serve(s.listeners[lc.Name])
 	}
@@ -174,6 +175,7 @@ func (s *Server) Reload(cfg *config.Config) error {
 	if err := s.syncMonitors(cfg); err != nil {
 		s.log.Error("health checks not updated", "err", err)
 	}
+	s.syncRefused()
 	s.log.Info("config reloaded", "listeners", len(next), "pools", len(ups))
 	return nil
 }
