@@ -7,6 +7,7 @@
 package backend
 
 import (
+	"context"
 	"math"
 	"sync/atomic"
 	"time"
@@ -48,6 +49,7 @@ type Backend struct {
 	backup   atomic.Bool
 
 	inFlight  atomic.Int64
+	rampEnd   atomic.Int64 // slow-start ramp's end, Unix ns, 0 = none; read on every pick
 	requests  atomic.Uint64
 	failures  atomic.Uint64
 	streak    atomic.Int32 // failed exchanges in a row
@@ -57,6 +59,11 @@ type Backend struct {
 	// (Unix nanoseconds); see ObserveLatency.
 	ewmaBits   atomic.Uint64
 	ewmaUpdate atomic.Int64
+
+	// slow start: the ramp's length (nanoseconds, 0 = off) and the start of
+	// the current ramp (Unix nanoseconds); see Ramp and rampEnd.
+	slowStart atomic.Int64
+	rampStart atomic.Int64
 }
 
 // New returns a backend in state up with the given weight (values below 1 count as 1).
@@ -93,14 +100,28 @@ func (b *Backend) SetMaxConns(n int) { b.maxConns.Store(int32(min(max(n, 0), mat
 // State returns the current state.
 func (b *Backend) State() State { return State(b.state.Load()) }
 
-// SetState changes the state and reports the previous one.
-func (b *Backend) SetState(s State) State { return State(b.state.Swap(int32(s))) }
+// SetState changes the state and reports the previous one. A change to up
+// from any other state starts a slow-start ramp (see Ramp).
+func (b *Backend) SetState(s State) State {
+	prev := State(b.state.Swap(int32(s)))
+	if s == StateUp && prev != StateUp {
+		b.StartRamp()
+	}
+	return prev
+}
 
 // CompareAndSwapState changes the state to to only if it is from, and
 // reports whether it did: what a health check uses, so that it never
-// overrides a drain or an ejection made at the same moment.
+// overrides a drain or an ejection made at the same moment. A change to up
+// from any other state starts a slow-start ramp (see Ramp).
 func (b *Backend) CompareAndSwapState(from, to State) bool {
-	return b.state.CompareAndSwap(int32(from), int32(to))
+	if !b.state.CompareAndSwap(int32(from), int32(to)) {
+		return false
+	}
+	if to == StateUp && from != StateUp {
+		b.StartRamp()
+	}
+	return true
 }
 
 // Usable reports whether the backend may receive a new request now: it is up
@@ -117,6 +138,31 @@ func (b *Backend) Usable() bool {
 
 // InFlight returns the number of requests (or TCP connections) being served now.
 func (b *Backend) InFlight() int64 { return b.inFlight.Load() }
+
+// idlePoll is how often WaitIdle looks at the in-flight count.
+const idlePoll = 10 * time.Millisecond
+
+// WaitIdle returns nil once no request is in flight on the backend, or
+// ctx.Err() when ctx is done first. It polls every 10 ms: it is meant for a
+// drain, off the request path, where a wake-up per Release would cost every
+// request for the benefit of a rare caller.
+func (b *Backend) WaitIdle(ctx context.Context) error {
+	if b.InFlight() <= 0 {
+		return nil
+	}
+	t := time.NewTicker(idlePoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			if b.InFlight() <= 0 {
+				return nil
+			}
+		}
+	}
+}
 
 // Requests returns the total number of requests sent to the backend.
 func (b *Backend) Requests() uint64 { return b.requests.Load() }

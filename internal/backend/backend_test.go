@@ -1,6 +1,8 @@
 package backend
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -439,4 +441,45 @@ func TestTryAcquireHoldsMaxConns(t *testing.T) {
 			t.Fatal("TryAcquire refused without a limit")
 		}
 	}
+}
+
+func TestWaitIdle(t *testing.T) {
+	t.Run("idle: at once", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel() // even a done context: idle wins
+		if err := New("p", "a", 1).WaitIdle(ctx); err != nil {
+			t.Errorf("WaitIdle on an idle backend = %v, want nil", err)
+		}
+	})
+	t.Run("returns when the last request ends", func(t *testing.T) {
+		b := New("p", "a", 1)
+		b.Acquire()
+		b.Acquire()
+		done := make(chan error, 1)
+		go func() { done <- b.WaitIdle(context.Background()) }()
+		b.Release(false)
+		select {
+		case err := <-done:
+			t.Fatalf("WaitIdle returned %v with a request still in flight", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+		b.Release(true)
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("WaitIdle = %v, want nil", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("WaitIdle did not return after the last Release")
+		}
+	})
+	t.Run("context ends first", func(t *testing.T) {
+		b := New("p", "a", 1)
+		b.Acquire()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+		defer cancel()
+		if err := b.WaitIdle(ctx); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("WaitIdle = %v, want context.DeadlineExceeded", err)
+		}
+	})
 }

@@ -6,6 +6,9 @@
 // any precomputation — a smooth weighted schedule, a hash ring, cumulative
 // weights — happens when the snapshot is built, off the request path. Pick
 // itself only reads atomics: it takes no lock and does not allocate.
+//
+// Slow start (slow_start.go) shrinks the share of a backend that has just
+// come back, for every algorithm but the hash ones.
 package balancer
 
 import (
@@ -57,9 +60,11 @@ func (systemClock) Now() time.Time { return time.Now() }
 type Options struct {
 	// HashOn selects the key of the hash algorithms (required by consistent_hash).
 	HashOn HashOn
-	// Rand defaults to a concurrency-safe runtime generator.
+	// Rand defaults to a concurrency-safe runtime generator. Besides the
+	// random algorithms, round robin draws from it to admit ramping backends.
 	Rand Rand
-	// Clock defaults to the system clock.
+	// Clock defaults to the system clock. Slow-start ramps are read against
+	// it, and only while a backend is ramping.
 	Clock Clock
 }
 
@@ -100,19 +105,19 @@ func New(algorithm string, backends []*backend.Backend, opts Options) (Balancer,
 	opts = opts.withDefaults()
 	switch algorithm {
 	case AlgRoundRobin:
-		return NewRoundRobin(backends), nil
+		return gated(NewRoundRobin(backends), opts), nil
 	case AlgWeightedRoundRobin:
-		return NewWeightedRoundRobin(backends), nil
+		return gated(NewWeightedRoundRobin(backends), opts), nil
 	case AlgLeastConn:
-		return NewLeastConn(backends), nil
+		return gated(NewLeastConn(backends), opts), nil
 	case AlgWeightedLeastConn:
-		return NewWeightedLeastConn(backends), nil
+		return gated(NewWeightedLeastConn(backends), opts), nil
 	case AlgLeastTime:
-		return NewLeastTime(backends), nil
+		return gated(NewLeastTime(backends), opts), nil
 	case AlgP2C:
-		return NewP2C(backends, opts.Rand), nil
+		return gated(NewP2C(backends, opts.Rand), opts), nil
 	case AlgRandom:
-		return NewRandom(backends, opts.Rand), nil
+		return gated(NewRandom(backends, opts.Rand), opts), nil
 	case AlgIPHash:
 		return NewIPHash(backends), nil
 	case AlgConsistentHash:

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"ballast/internal/backend"
 )
@@ -71,8 +72,8 @@ func TestNewRejects(t *testing.T) {
 var allStates = []backend.State{backend.StateUp, backend.StateDown, backend.StateEjected, backend.StateDraining, backend.StateStarting}
 
 // TestNeverPicksUnusable is a property test over random pools: whatever the
-// mix of states, weights and full backends, every algorithm returns a usable
-// backend when there is one and nil when there is none.
+// mix of states, weights, full and ramping backends, every algorithm returns
+// a usable backend when there is one and nil when there is none.
 func TestNeverPicksUnusable(t *testing.T) {
 	rnd := rand.New(rand.NewPCG(42, 43))
 	for trial := range 300 {
@@ -88,12 +89,17 @@ func TestNeverPicksUnusable(t *testing.T) {
 				bs[i].SetMaxConns(1)
 				bs[i].Acquire()
 			}
+			if rnd.IntN(3) == 0 { // ramping, anywhere from its start to past its end
+				bs[i].SetSlowStart(time.Minute)
+				bs[i].StartRampAt(t0.Add(-time.Duration(rnd.IntN(70)) * time.Second))
+			}
 			if bs[i].Usable() {
 				usable++
 			}
 		}
 		opts := allOptions(t)
 		opts.Rand = rand.New(rand.NewPCG(uint64(trial), 1))
+		opts.Clock = &fakeClock{t0}
 		for _, name := range Algorithms {
 			bal, err := New(name, bs, opts)
 			if err != nil {
@@ -125,6 +131,9 @@ func TestPickConcurrent(t *testing.T) {
 	for _, name := range Algorithms {
 		t.Run(name, func(t *testing.T) {
 			bs := newAddrBackends("test", 10)
+			for _, b := range bs { // every flap back up starts a ramp
+				b.SetSlowStart(time.Minute)
+			}
 			bal, err := New(name, bs, allOptions(t)) // default, concurrency-safe Rand
 			if err != nil {
 				t.Fatal(err)
@@ -176,14 +185,21 @@ func TestPickDoesNotAllocate(t *testing.T) {
 	}
 	r := benchRequest()
 	for _, name := range Algorithms {
-		bs := benchBackends()
-		bs[3].SetState(backend.StateDown) // exercise the skip paths too
-		bal, err := New(name, bs, allOptions(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n := testing.AllocsPerRun(200, func() { bal.Pick(r) }); n != 0 {
-			t.Errorf("%s: %v allocations per Pick, want 0", name, n)
+		for _, ramp := range []bool{false, true} {
+			bs := benchBackends()
+			// Exercise the skip paths too, and the slow-start ones.
+			bs[3].SetState(backend.StateDown)
+			if ramp {
+				bs[5].SetSlowStart(time.Hour)
+				bs[5].StartRamp()
+			}
+			bal, err := New(name, bs, allOptions(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := testing.AllocsPerRun(200, func() { bal.Pick(r) }); n != 0 {
+				t.Errorf("%s (ramping %v): %v allocations per Pick, want 0", name, ramp, n)
+			}
 		}
 	}
 	bs := benchBackends()

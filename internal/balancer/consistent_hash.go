@@ -20,6 +20,9 @@ import (
 // backend, so only that owner's keys move, each to a stable new home. A request
 // without the key falls back to its client address on the same ring, and one
 // without a client address either is sent round robin.
+//
+// Slow start does not apply: a share that grows over time would move keys
+// onto the ramping backend and back (pools turn it off).
 type ConsistentHash struct {
 	bs     []*backend.Backend
 	on     HashOn

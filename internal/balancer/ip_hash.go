@@ -15,6 +15,9 @@ import "ballast/internal/backend"
 //
 // Adding or removing a backend remaps most clients; consistent_hash with
 // hash_on: source_ip moves only about 1/n of them.
+//
+// Slow start does not apply: a share that grows over time would move
+// clients onto the ramping backend and back (pools turn it off).
 type IPHash struct {
 	bs    []*backend.Backend
 	table []int32 // slot → index into bs

@@ -10,10 +10,14 @@ import "ballast/internal/backend"
 // balance. Counting the new request (+1) makes the weights matter when both
 // are idle. Cost per pick: O(1), more only while drawing around unusable
 // backends.
+//
+// A ramping backend (slow start) counts with weight × ramp/1000; it is drawn
+// as often as any other, and loses more of the comparisons.
 type P2C struct {
 	bs  []*backend.Backend
 	ws  []int64 // weights, read at build time
 	rnd Rand
+	rampGate
 }
 
 var _ Balancer = (*P2C)(nil)
@@ -24,6 +28,8 @@ const p2cDraws = 4
 
 // NewP2C returns a power-of-two-choices balancer over bs drawing from rnd,
 // which must be safe for concurrent use when Pick is called concurrently.
+// Ramps are read against the system clock; New takes the clock from its
+// Options.
 func NewP2C(bs []*backend.Backend, rnd Rand) *P2C {
 	ws := make([]int64, len(bs))
 	for i, b := range bs {
@@ -64,10 +70,27 @@ func (p *P2C) Pick(_ *Request) *backend.Backend {
 		}
 	}
 	// (in_i+1)/w_i <= (in_j+1)/w_j; i was drawn first, so ties are random too.
+	best := p.bs[j]
 	if (p.bs[i].InFlight()+1)*p.ws[j] <= (p.bs[j].InFlight()+1)*p.ws[i] {
-		return p.bs[i]
+		best = p.bs[i]
 	}
-	return p.bs[j]
+	if best.Ramping() {
+		return p.lighterRamping(i, j)
+	}
+	return best
+}
+
+// lighterRamping is Pick's comparison again when its winner is ramping:
+// (in_i+1)/(w_i·r_i) <= (in_j+1)/(w_j·r_j), ties to i as in Pick.
+func (p *P2C) lighterRamping(i, j int) *backend.Backend {
+	now := p.now()
+	bi, bj := p.bs[i], p.bs[j]
+	ci := uint64(p.ws[i]) * uint64(bi.RampAt(now))
+	cj := uint64(p.ws[j]) * uint64(bj.RampAt(now))
+	if lessLoaded(newLoad(bj), cj, newLoad(bi), ci) {
+		return bj
+	}
+	return bi
 }
 
 // drawUsable returns a random usable backend other than skip, or -1. After

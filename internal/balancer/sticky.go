@@ -13,6 +13,12 @@ import (
 // by all of them without shared state. A value that names no backend of this
 // pool — forged, stale, or from another pool — is ignored. Cost per pick: one
 // map lookup, plus the inner balancer's pick when the cookie cannot be honoured.
+//
+// A cookie naming a backend that is not usable (down, draining, full) is not
+// honoured: the client is moved to the inner balancer's pick and told so with
+// a new cookie. A ramping backend (slow start) keeps its clients: the ramp
+// applies to new sessions only, through the inner balancer, since moving a
+// session away and back would cost it twice.
 type Sticky struct {
 	cookie string
 	ttl    time.Duration

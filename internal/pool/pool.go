@@ -27,6 +27,13 @@ type Settings struct {
 	StickyCookie string
 	// StickyTTL is the sticky cookie's Max-Age (0 = session cookie).
 	StickyTTL time.Duration
+	// SlowStart is how long a backend's share ramps up, from 10% to all of
+	// it, after the backend comes back up or is added with Add (config
+	// slow_start; 0, the default, turns it off). It is set on every backend
+	// when the snapshot is published, except under ip_hash and
+	// consistent_hash, which ignore ramps (balancer.HonoursSlowStart); there
+	// it is 0, which also ends ramps in progress.
+	SlowStart time.Duration
 	// Rand and Clock override the balancer's sources (tests); nil for defaults.
 	Rand  balancer.Rand
 	Clock balancer.Clock
@@ -87,13 +94,19 @@ func (p *Pool) Pick(r *balancer.Request) (b *backend.Backend, cookie string) {
 }
 
 // Update replaces the pool's settings and backends with a freshly built snapshot.
+//
+// Update starts no slow-start ramp: a backend that is new in a reload is the
+// caller's to ramp, with backend.Backend.StartRamp after the Update, since
+// only the caller knows which backends are new (the registry hands out the
+// same *Backend for the ones that stay).
 func (p *Pool) Update(s Settings, backends []*backend.Backend) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.publish(s, backends)
 }
 
-// Add appends a backend to the pool (it must not be there already).
+// Add appends a backend to the pool (it must not be there already). Under
+// slow start its share ramps up from the moment it is added.
 func (p *Pool) Add(b *backend.Backend) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -101,7 +114,25 @@ func (p *Pool) Add(b *backend.Backend) error {
 	if cur.find(b.Addr) >= 0 {
 		return fmt.Errorf("pool %q: backend %s: %w", p.name, b.Addr, ErrExists)
 	}
-	return p.publish(cur.Settings, append(slices.Clip(cur.Backends), b))
+	if err := p.publish(cur.Settings, append(slices.Clip(cur.Backends), b)); err != nil {
+		return err
+	}
+	b.StartRamp()
+	return nil
+}
+
+// Drain marks the backend with addr draining and returns it: it gets no new
+// requests — sticky clients bound to it included, who are moved to another
+// backend with a new cookie — while those in flight finish and are counted
+// as before (see backend.Backend.WaitIdle). It stays in the pool, listed as
+// draining; setting it up again ends the drain (with a slow-start ramp).
+func (p *Pool) Drain(addr string) (*backend.Backend, error) {
+	b := p.Backend(addr)
+	if b == nil {
+		return nil, fmt.Errorf("pool %q: backend %s: %w", p.name, addr, ErrNotFound)
+	}
+	b.SetState(backend.StateDraining)
+	return b, nil
 }
 
 // Remove takes the backend with addr out of the pool and returns it, so that the
@@ -150,7 +181,16 @@ func (p *Pool) publish(s Settings, backends []*backend.Backend) error {
 	snap := &Snapshot{Backends: bs, Settings: s, bal: bal}
 	if len(backups) > 0 {
 		// Backups are few and only used in an emergency: plain rotation.
-		snap.backup = balancer.NewRoundRobin(backups)
+		if snap.backup, err = balancer.New(balancer.AlgRoundRobin, backups, opts); err != nil {
+			return fmt.Errorf("pool %q: backups: %w", p.name, err)
+		}
+	}
+	slow := s.SlowStart
+	if !balancer.HonoursSlowStart(s.Algorithm) {
+		slow = 0
+	}
+	for _, b := range bs {
+		b.SetSlowStart(slow)
 	}
 	if s.StickyCookie != "" {
 		snap.sticky = balancer.NewSticky(s.StickyCookie, s.StickyTTL, bal, primary)

@@ -15,7 +15,7 @@ import (
 
 // poolSettings turns a pool's config into the balancer settings of its snapshot.
 func poolSettings(pc *config.Pool) (pool.Settings, error) {
-	s := pool.Settings{Algorithm: pc.Algorithm}
+	s := pool.Settings{Algorithm: pc.Algorithm, SlowStart: pc.SlowStart.D()}
 	if pc.HashOn != "" {
 		h, err := balancer.ParseHashOn(pc.HashOn)
 		if err != nil {
@@ -85,8 +85,15 @@ func (s *Server) buildUpstreams(cfg *config.Config, old upstreams) (upstreams, [
 		t := timeouts(pc)
 		var up *proxy.Upstream
 		if prev, ok := old[name]; ok {
+			before := prev.Pool.Snapshot().Backends
 			if err := prev.Pool.Update(settings, bs); err != nil {
 				return nil, nil, err
+			}
+			// A backend new in this reload joins with a slow-start ramp.
+			for _, b := range bs {
+				if !slices.Contains(before, b) {
+					b.StartRamp()
+				}
 			}
 			up = prev
 			if prev.Timeouts != t {

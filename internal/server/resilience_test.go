@@ -295,3 +295,132 @@ func TestBackupTakeoverAndGiveBack(t *testing.T) {
 		t.Fatalf("after a primary came back: %v, want all from b0", got)
 	}
 }
+
+// A backend that comes back gets a share that ramps up over slow_start: small
+// at first, its full share once the window has passed.
+func TestSlowStartRamp(t *testing.T) {
+	apps, addrs := startApps(t, 2)
+	const window = 3 * time.Second
+	s, url := start(t, httpConfig(t, `
+algorithm: weighted_round_robin
+slow_start: 3s
+health_check: {type: http, path: /healthz, interval: 100ms, timeout: 100ms, rise: 1, fall: 1}
+`+retryAll, addrs...))
+	apps[1].kill()
+	waitState(t, s, addrs[1], backend.StateDown, 2*time.Second)
+	apps[1].start()
+	waitState(t, s, addrs[1], backend.StateUp, 2*time.Second)
+	up := time.Now()
+
+	const bucket = 500 * time.Millisecond
+	const buckets = 8 // 4 s: the 3 s window and one second past it
+	var mu sync.Mutex
+	var hits, total [buckets]int
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			c := testutil.Client()
+			for {
+				i := int(time.Since(up) / bucket)
+				if i >= buckets {
+					return
+				}
+				st, hdr, _ := testutil.Get(t, c, url+"/any")
+				if st != http.StatusOK {
+					t.Errorf("status %d", st)
+					return
+				}
+				mu.Lock()
+				total[i]++
+				if hdr.Get("X-Backend") == "b1" {
+					hits[i]++
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	share := make([]float64, buckets)
+	var line strings.Builder
+	for i := range buckets {
+		if total[i] == 0 {
+			t.Fatalf("no requests in bucket %d", i)
+		}
+		share[i] = float64(hits[i]) / float64(total[i])
+		fmt.Fprintf(&line, " %v:%.0f%%(%d)", time.Duration(i)*bucket, 100*share[i], total[i])
+	}
+	t.Logf("slow start %v, share of the returning backend per %v:%s", window, bucket, line.String())
+	if share[0] > 0.2 {
+		t.Errorf("first %v: share %.0f%%, want a small fraction (< 20%%)", bucket, 100*share[0])
+	}
+	if share[3] <= share[0] || share[5] <= share[2] {
+		t.Errorf("share does not grow over the window: %v", share)
+	}
+	for _, i := range []int{6, 7} {
+		if share[i] < 0.4 {
+			t.Errorf("after the window (bucket %d): share %.0f%%, want its full half", i, 100*share[i])
+		}
+	}
+}
+
+// A draining backend gets no new requests — sticky clients bound to it move
+// to another backend — while its requests in flight finish.
+func TestDrain(t *testing.T) {
+	apps, addrs := startApps(t, 2)
+	s, url := start(t, httpConfig(t, "algorithm: round_robin\nsticky: {cookie: srv}", addrs...))
+	c := testutil.Client()
+
+	// A sticky client bound to b0.
+	var cookie string
+	for range 4 {
+		st, hdr, _ := testutil.Get(t, c, url+"/any")
+		if st == http.StatusOK && hdr.Get("X-Backend") == "b0" {
+			cookie = strings.Split(hdr.Get("Set-Cookie"), ";")[0]
+			break
+		}
+	}
+	if cookie == "" {
+		t.Fatal("no answer from b0 with a sticky cookie")
+	}
+	// A slow request in flight on b0.
+	slow := make(chan int, 1)
+	go func() {
+		req, _ := http.NewRequest("GET", url+"/slow?ms=1000", nil)
+		req.Header.Set("Cookie", cookie)
+		resp, err := testutil.Client().Do(req)
+		if err != nil {
+			slow <- 0
+			return
+		}
+		resp.Body.Close()
+		slow <- resp.StatusCode
+	}()
+	testutil.WaitFor(t, 5*time.Second, "slow request at b0", func() bool { return apps[0].count("REQ GET /slow") == 1 })
+
+	b, err := s.Pool("app").Drain(addrs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.State() != backend.StateDraining || b.State().String() != "draining" {
+		t.Fatalf("state %s, want draining", b.State())
+	}
+	before := apps[0].count("REQ")
+	for range 10 {
+		st, hdr, _ := testutil.Get(t, c, url+"/any", "Cookie", cookie)
+		if st != http.StatusOK || hdr.Get("X-Backend") != "b1" {
+			t.Fatalf("sticky client after drain: status %d from %q, want 200 from b1", st, hdr.Get("X-Backend"))
+		}
+		if !strings.HasPrefix(hdr.Get("Set-Cookie"), "srv=") {
+			t.Fatalf("sticky client moved without a new cookie")
+		}
+	}
+	if n := apps[0].count("REQ"); n != before {
+		t.Fatalf("draining backend got %d new requests", n-before)
+	}
+	if st := <-slow; st != http.StatusOK {
+		t.Fatalf("request in flight on the draining backend: status %d, want 200", st)
+	}
+	if err := b.WaitIdle(context.Background()); err != nil || b.InFlight() != 0 {
+		t.Fatalf("WaitIdle: %v, in flight %d", err, b.InFlight())
+	}
+}
