@@ -36,12 +36,20 @@ type Outliers struct {
 	cfg      PassiveConfig
 	log      *slog.Logger
 	backends func() []*backend.Backend // the pool's current backends
+	timers   *Timers
 }
 
 // NewOutliers returns passive outlier detection for a pool whose current
-// backends backends returns.
-func NewOutliers(pool string, cfg PassiveConfig, backends func() []*backend.Backend, log *slog.Logger) *Outliers {
-	return &Outliers{pool: pool, cfg: cfg, log: log, backends: backends}
+// backends backends returns; ejections end through timers (nil: a set of
+// its own). Changes are logged to log (nil discards them).
+func NewOutliers(pool string, cfg PassiveConfig, backends func() []*backend.Backend, timers *Timers, log *slog.Logger) *Outliers {
+	if timers == nil {
+		timers = &Timers{}
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Outliers{pool: pool, cfg: cfg, log: log, backends: backends, timers: timers}
 }
 
 // Report records the outcome of one exchange with b, after backend.Release
@@ -75,7 +83,7 @@ func (o *Outliers) eject(b *backend.Backend, key string, val any) bool {
 	d := o.cfg.EjectFor * time.Duration(min(1<<(n-1), maxEjectFactor))
 	o.log.Warn("backend ejected", "pool", o.pool, "backend", b.Addr, key, val, "for", d.String())
 	b.ResetFailureStreak()
-	time.AfterFunc(d, func() { o.readmit(b) })
+	o.timers.afterFunc(d, func() { o.readmit(b) })
 	return true
 }
 

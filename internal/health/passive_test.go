@@ -14,7 +14,7 @@ func TestOutliers(t *testing.T) {
 	for _, active := range []bool{false, true} {
 		bs := []*backend.Backend{backend.New("p", "a:1", 1), backend.New("p", "b:1", 1)}
 		o := NewOutliers("p", PassiveConfig{ConsecutiveFailures: 2, EjectFor: 30 * time.Millisecond, MaxEjectedPercent: 50, Active: active},
-			func() []*backend.Backend { return bs }, log)
+			func() []*backend.Backend { return bs }, nil, log)
 		fail := func(b *backend.Backend) { b.Acquire(); b.Release(true); o.Report(b, true) }
 		ok := func(b *backend.Backend) { b.Acquire(); b.Release(false); o.Report(b, false) }
 
@@ -45,5 +45,22 @@ func TestOutliers(t *testing.T) {
 		if a.State() != want {
 			t.Fatalf("active=%v: state after ejection %v, want %v", active, a.State(), want)
 		}
+	}
+}
+
+// Stopping the timers ends no ejection afterwards: nothing of a stopped
+// server runs on.
+func TestTimersStop(t *testing.T) {
+	bs := []*backend.Backend{backend.New("p", "a:1", 1), backend.New("p", "b:1", 1)}
+	var ts Timers
+	o := NewOutliers("p", PassiveConfig{ConsecutiveFailures: 1, EjectFor: 20 * time.Millisecond, MaxEjectedPercent: 50},
+		func() []*backend.Backend { return bs }, &ts, nil)
+	if !o.Eject(bs[0], "connection refused") {
+		t.Fatal("Eject did not eject")
+	}
+	ts.Stop()
+	time.Sleep(60 * time.Millisecond)
+	if st := bs[0].State(); st != backend.StateEjected {
+		t.Fatalf("state %s after Stop, want still ejected (no readmission ran)", st)
 	}
 }

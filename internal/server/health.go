@@ -116,6 +116,6 @@ func (s *Server) syncPassive(cfg *config.Config) {
 			EjectFor:            p.EjectFor.D(),
 			MaxEjectedPercent:   p.MaxEjectedPercent,
 			Active:              activeCheck(pc),
-		}, func() []*backend.Backend { return pool.Snapshot().Backends }, s.log))
+		}, func() []*backend.Backend { return pool.Snapshot().Backends }, &s.ejections, s.log))
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"sync"
 
 	"ballast/internal/config"
+	"ballast/internal/health"
 	"ballast/internal/pool"
 )
 
@@ -27,6 +28,9 @@ type Server struct {
 	ups       upstreams
 	listeners map[string]*listener
 	monitors  map[string]*monitor // active health checks by pool
+	// ejections are the pending ends of passive ejections, across reloads;
+	// stopped when Run returns.
+	ejections health.Timers
 	running   bool
 	runCtx    context.Context // Run's context: the lifetime of monitors
 	wg        sync.WaitGroup  // one per goroutine the server starts
@@ -87,6 +91,7 @@ func (s *Server) Run(ctx context.Context) error {
 	<-ctx.Done()
 	s.shutdown()
 	s.wg.Wait()
+	s.ejections.Stop()
 	return nil
 }
 
