@@ -5,10 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests use: python3 (demo backends), curl (demo script).
+# Debian packages the tests use: python3 (demo backends), curl (demo script), chromium (the
+# dashboard's browser tests in internal/admin, which skip without it).
 need=()
 command -v python3 >/dev/null || need+=(python3)
 command -v curl >/dev/null || need+=(curl)
+command -v chromium >/dev/null || command -v chromium-browser >/dev/null || command -v google-chrome >/dev/null || need+=(chromium)
 if ((${#need[@]})); then
 	if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
 		echo "installing: ${need[*]}"

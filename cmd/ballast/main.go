@@ -30,8 +30,11 @@ var (
 const usage = `usage: ballast <command> [flags]
 
 commands:
-  run -c FILE        run the balancer until SIGTERM/SIGINT (SIGHUP reloads FILE)
+  run -c FILE        run the balancer until SIGTERM/SIGINT (SIGHUP reloads FILE,
+                     SIGUSR2 upgrades to the binary now on disk; -pid-file PATH)
   validate -c FILE   check a config; print every problem as FILE:LINE: field: message
+  status             print pools and backends with their state, from the admin API
+                     (-c FILE, or -admin HOST:PORT [-token-file FILE])
   version            print version, commit and Go version
 `
 
@@ -50,6 +53,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdRun(args[1:], stderr)
 	case "validate":
 		return cmdValidate(args[1:], stdout, stderr)
+	case "status":
+		return cmdStatus(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, versionString())
 		return 0
@@ -82,10 +87,14 @@ func versionString() string {
 		runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }
 
-// configFlag parses the flags shared by run and validate.
-func configFlags(name string, args []string, stderr io.Writer) (file string, logFormat string, logLevel slog.Level, ok bool) {
+// configFlags parses the flags shared by run and validate, and those extra
+// defines (nil for none).
+func configFlags(name string, args []string, stderr io.Writer, extra func(*flag.FlagSet)) (file string, logFormat string, logLevel slog.Level, ok bool) {
 	fs := flag.NewFlagSet("ballast "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	if extra != nil {
+		extra(fs)
+	}
 	fs.StringVar(&file, "c", "", "config file (YAML)")
 	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
@@ -121,7 +130,7 @@ func printProblems(w io.Writer, err error) {
 }
 
 func cmdValidate(args []string, stdout, stderr io.Writer) int {
-	file, _, _, ok := configFlags("validate", args, stderr)
+	file, _, _, ok := configFlags("validate", args, stderr, nil)
 	if !ok {
 		return 2
 	}
@@ -134,9 +143,18 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 }
 
 func cmdRun(args []string, stderr io.Writer) int {
-	file, format, level, ok := configFlags("run", args, stderr)
+	exe, exeErr := executablePath() // before anything could replace the binary
+	var pidFile string
+	file, format, level, ok := configFlags("run", args, stderr, func(fs *flag.FlagSet) {
+		fs.StringVar(&pidFile, "pid-file", "", "write the process id to this file; removed on exit")
+	})
 	if !ok {
 		return 2
+	}
+	inherited, readyPipe, err := takeInherited()
+	if err != nil {
+		fmt.Fprintf(stderr, "ballast: %v\n", err)
+		return 1
 	}
 	cfg, err := config.Load(file)
 	if err != nil {
@@ -150,6 +168,8 @@ func cmdRun(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ballast: %v\n", err)
 		return 1
 	}
+	srv.Version = versionString()
+	srv.Inherit(inherited)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -162,10 +182,26 @@ func cmdRun(args []string, stderr io.Writer) int {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	go reloadOnHUP(ctx, hup, file, srv, log)
+	go reloadOnHUP(ctx, hup, srv)
+	up := &upgrader{exe: exe, exeErr: exeErr, args: append([]string{"run"}, args...),
+		srv: srv, log: log, pidFile: pidFile}
+	waitUpgrade := up.onSIGUSR2(ctx, stop)
+	if readyPipe != nil {
+		go reportReady(ctx, srv.Ready(), readyPipe, log)
+	}
+	if pidFile != "" {
+		if err := writePIDFile(pidFile); err != nil {
+			fmt.Fprintf(stderr, "ballast: -pid-file: %v\n", err)
+			return 1
+		}
+		defer removePIDFile(pidFile)
+	}
 
 	log.Info("ballast starting", "version", version, "config", file, "pid", os.Getpid())
-	if err := srv.Run(ctx); err != nil {
+	err = srv.Run(ctx)
+	stop()
+	waitUpgrade() // an upgrade in progress kills its new process first
+	if err != nil {
 		fmt.Fprintf(stderr, "ballast: %v\n", err)
 		return 1
 	}
@@ -174,31 +210,17 @@ func cmdRun(args []string, stderr io.Writer) int {
 }
 
 // reloadOnHUP reloads the config file on every SIGHUP until ctx is done. A
-// config with problems is rejected whole: every problem is logged and the
-// running config keeps serving.
-func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, file string, srv *server.Server, log *slog.Logger) {
+// config with problems is rejected whole: every problem is logged (by
+// ReloadFile, as for the admin API's reload) and the running config keeps
+// serving.
+func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, srv *server.Server) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-hup:
 		}
-		cfg, err := config.Load(file)
-		if err != nil {
-			var ps config.Problems
-			if errors.As(err, &ps) {
-				for _, p := range ps {
-					log.Error("reload rejected", "problem", p.String())
-				}
-			} else {
-				log.Error("reload rejected", "err", err)
-			}
-			continue
-		}
-		warnUnimplemented(cfg, log)
-		if err := srv.Reload(cfg); err != nil {
-			log.Error("reload rejected", "err", err)
-		}
+		srv.ReloadFile()
 	}
 }
 

@@ -64,6 +64,10 @@ type Backend struct {
 	// the current ramp (Unix nanoseconds); see Ramp and rampEnd.
 	slowStart atomic.Int64
 	rampStart atomic.Int64
+
+	// responses counts exchanges by outcome: [0] no response (connect error,
+	// reset, timeout), [1]..[5] by status class 1xx..5xx; see CountResponse.
+	responses [6]atomic.Uint64
 }
 
 // New returns a backend in state up with the given weight (values below 1 count as 1).

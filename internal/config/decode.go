@@ -2,6 +2,8 @@ package config
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -83,7 +85,8 @@ func Parse(file string, data []byte) (*Config, error) {
 		return nil, Problems{*p}
 	}
 	d := newDecoder(file)
-	c := &Config{File: file}
+	sum := sha256.Sum256(data)
+	c := &Config{File: file, Hash: "sha256:" + hex.EncodeToString(sum[:])}
 	d.document(root, c)
 	c.lines, c.nulls = d.lines, d.nulls
 	c.PoolOrder = d.order["pools"]

@@ -23,6 +23,8 @@ const (
 	DefaultAlgorithm = "round_robin"
 	// DefaultWeight is a backend's weight.
 	DefaultWeight = 1
+	// DefaultAccessLogOutput is where an access_log section without output writes.
+	DefaultAccessLogOutput = "stdout"
 	// DefaultQueueMax is how many requests a pool queue holds.
 	DefaultQueueMax = 1000
 	// DefaultQueueTimeout is how long a request may wait in a pool queue.
@@ -72,6 +74,9 @@ const (
 // applyDefaults fills in every default. Parse calls it after decoding and
 // before validation; it uses c.lines to tell an absent key from an explicit zero.
 func applyDefaults(c *Config) {
+	if a := c.AccessLog; a != nil && a.Output == "" {
+		a.Output = DefaultAccessLogOutput
+	}
 	setDuration(c, "shutdown_timeout", &c.ShutdownTimeout, DefaultShutdownTimeout)
 	for i := range c.Listeners {
 		l := &c.Listeners[i]

@@ -10,6 +10,8 @@ import "time"
 type Config struct {
 	// Admin enables the admin API, /metrics and the dashboard. Optional.
 	Admin *Admin `yaml:"admin"`
+	// AccessLog writes one JSON line per request. Optional; absent: off.
+	AccessLog *AccessLog `yaml:"access_log"`
 	// ShutdownTimeout bounds how long SIGTERM/SIGINT waits for in-flight requests
 	// to finish before closing what is left. Default 30s.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
@@ -22,6 +24,8 @@ type Config struct {
 
 	// File is the path the config was loaded from ("" when parsed from memory).
 	File string `yaml:"-"`
+	// Hash identifies the config's bytes: "sha256:" and the hex digest.
+	Hash string `yaml:"-"`
 	// PoolOrder lists the pool names in the order the file defines them.
 	PoolOrder []string `yaml:"-"`
 	// lines maps field paths ("pools.app.backends[0].weight") to their line.
@@ -38,6 +42,13 @@ type Admin struct {
 	// TokenFile, when set, names a file whose contents (trimmed) every admin
 	// request must present as "Authorization: Bearer <token>".
 	TokenFile string `yaml:"token_file"`
+}
+
+// AccessLog is where the access log goes.
+type AccessLog struct {
+	// Output is stdout, stderr, off, or a file path (appended to; reopened
+	// on reload, for log rotation). Default stdout.
+	Output string `yaml:"output"`
 }
 
 // Listener is one address that accepts clients.

@@ -97,6 +97,8 @@ type prober struct {
 	passes, fails int
 	// last is the reason of the last probe, "" when it passed.
 	last atomic.Pointer[string]
+	// passed and failed count every probe result, for metrics.
+	passed, failed atomic.Uint64
 	// restart asks the prober's goroutine to start its pass streak again:
 	// the backend was marked down from outside (MarkDown).
 	restart atomic.Bool
@@ -213,6 +215,18 @@ func (m *Monitor) LastError(addr string) string {
 	return ""
 }
 
+// Results returns how many probes of the backend at addr passed and failed.
+func (m *Monitor) Results(addr string) (passed, failed uint64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for b, p := range m.probers {
+		if b.Addr == addr {
+			return p.passed.Load(), p.failed.Load()
+		}
+	}
+	return 0, 0
+}
+
 // start runs p's goroutine under the current Run. m.mu is held.
 func (m *Monitor) start(p *prober) {
 	ctx, cancel := context.WithCancel(m.runCtx)
@@ -275,10 +289,12 @@ func (m *Monitor) record(p *prober, err error) {
 	}
 	reason := Reason(err)
 	if err == nil {
+		p.passed.Add(1)
 		p.passes++
 		p.fails = 0
 		p.last.Store(nil)
 	} else {
+		p.failed.Add(1)
 		p.fails++
 		p.passes = 0
 		p.last.Store(&reason)

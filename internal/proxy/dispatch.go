@@ -88,6 +88,10 @@ func (u *Upstream) SetRetryPolicy(p *RetryPolicy) {
 // timeout for a backend below its max_conns (max 0: none wait).
 func (u *Upstream) SetQueue(max int, timeout time.Duration) { u.queue.SetLimits(max, timeout) }
 
+// KickQueue hands free slots to waiting requests: call it when a backend
+// becomes usable (it came up, or was added), not only when a request ends.
+func (u *Upstream) KickQueue() { u.queue.Signal() }
+
 // QueueLen returns how many requests wait for a backend slot now.
 func (u *Upstream) QueueLen() int { return u.queue.Len() }
 
@@ -106,8 +110,9 @@ type Table = router.Table[*Upstream]
 
 // Dispatcher is the engine-independent half of an HTTP listener's data path.
 type Dispatcher struct {
-	table atomic.Pointer[Table]
-	clock func() time.Time
+	table    atomic.Pointer[Table]
+	observer atomic.Pointer[Observer]
+	clock    func() time.Time
 }
 
 // NewDispatcher returns a dispatcher serving table.
@@ -130,8 +135,9 @@ type Attempt struct {
 	// Queued is how long the request waited in the pool's queue.
 	Queued time.Duration
 	// Retries counts the tries before this one.
-	Retries int
-	start   time.Time
+	Retries   int
+	start     time.Time
+	responded time.Time // when the response header arrived (Responded)
 }
 
 // Begin routes r, picks a backend and counts the request in flight on it.
@@ -213,6 +219,7 @@ func saturated(p *pool.Pool) bool {
 // Begin is the backend's response time, which least_time follows.
 func (d *Dispatcher) Responded(a *Attempt) {
 	now := d.clock()
+	a.responded = now
 	a.Backend.ObserveLatency(now.Sub(a.start), now)
 }
 
@@ -223,6 +230,7 @@ func (d *Dispatcher) Responded(a *Attempt) {
 // connection takes the backend out at once.
 func (d *Dispatcher) End(a *Attempt, status int, err error) {
 	failed := status >= 500 || err != nil && StatusFor(err) != StatusClientClosed
+	a.Backend.CountResponse(status)
 	a.Upstream.release(a.Backend, failed, err)
 }
 

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"io"
 	"log/slog"
@@ -9,9 +10,11 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/net/http/httpguts"
 
+	"ballast/internal/accesslog"
 	"ballast/internal/balancer"
 )
 
@@ -44,19 +47,97 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		RawQuery: r.URL.RawQuery,
 		Header:   r.Header,
 	}
+	var obs Observer
+	var cw *countingWriter
+	var cb *countingBody
+	var start time.Time
+	if obs = h.d.loadObserver(); obs != nil {
+		start = time.Now()
+		cw = &countingWriter{ResponseWriter: w}
+		w = cw
+		if r.Body != nil && r.Body != http.NoBody {
+			cb = &countingBody{ReadCloser: r.Body}
+			r.Body = cb
+		}
+	}
 	a, err := h.d.Begin(r.Context(), &breq)
 	if err != nil {
 		h.fail(w, r, err, "")
+		if obs != nil {
+			h.observe(obs, r, start, cw, cb, &a, 0)
+		}
 		return
 	}
 	status, abort, err := h.forward(w, r, &a, &breq)
 	h.d.End(&a, status, err)
+	if obs != nil {
+		h.observe(obs, r, start, cw, cb, &a, status)
+	}
 	if abort {
 		// The response header is out and the body broke off: abort the client
 		// connection so the client sees a truncated response, never a
 		// complete-looking one.
 		panic(http.ErrAbortHandler)
 	}
+}
+
+// observe reports a finished request to obs.
+func (h *Handler) observe(obs Observer, r *http.Request, start time.Time, cw *countingWriter, cb *countingBody, a *Attempt, status int) {
+	e := accesslog.Entry{
+		Time:      start,
+		Client:    clientAddr(r.RemoteAddr),
+		Method:    r.Method,
+		Host:      r.Host,
+		Path:      r.URL.Path,
+		Status:    cmp.Or(cw.status, status),
+		BytesOut:  cw.n,
+		Duration:  time.Since(start),
+		RequestID: r.Header.Get("X-Request-Id"),
+	}
+	if cb != nil {
+		e.BytesIn = cb.n.Load()
+	}
+	fillAttempt(&e, a)
+	obs.Observe(&e)
+}
+
+// countingWriter records the status and counts the body bytes of a response.
+// Unwrap lets http.ResponseController reach the connection (Flush, Hijack).
+type countingWriter struct {
+	http.ResponseWriter
+	status int
+	n      int64
+}
+
+func (c *countingWriter) WriteHeader(code int) {
+	if c.status == 0 && code >= 200 {
+		c.status = code
+	}
+	c.ResponseWriter.WriteHeader(code)
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	if c.status == 0 {
+		c.status = http.StatusOK
+	}
+	k, err := c.ResponseWriter.Write(p)
+	c.n += int64(k)
+	return k, err
+}
+
+func (c *countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+
+// countingBody counts the request body bytes read; the transport may read
+// it from another goroutine.
+type countingBody struct {
+	io.ReadCloser
+	n atomic.Int64
+}
+
+func (c *countingBody) Read(p []byte) (int, error) {
+	k, err := c.ReadCloser.Read(p)
+	c.n.Add(int64(k))
+	return k, err
 }
 
 // forward sends r to a.Backend — or, when that fails and the retry policy

@@ -14,6 +14,7 @@ import (
 	"time"
 	"unsafe"
 
+	"ballast/internal/accesslog"
 	"ballast/internal/balancer"
 	"ballast/internal/h1"
 )
@@ -75,7 +76,7 @@ func (n *Native) Serve(ln net.Listener) error {
 			}
 			return err
 		}
-		cc := &clientConn{n: n, c: c, ip: remoteIP(c)}
+		cc := &clientConn{n: n, c: c, out: countingConn{Conn: c}, ip: remoteIP(c)}
 		if !n.conns.add(c, cc) {
 			c.Close()
 			continue
@@ -114,9 +115,10 @@ func remoteIP(c net.Conn) netip.Addr {
 
 // clientConn is one client connection served by the native engine.
 type clientConn struct {
-	n  *Native
-	c  net.Conn
-	ip netip.Addr
+	n   *Native
+	c   net.Conn
+	out countingConn // c, counting what is written: the access log's bytes out
+	ip  netip.Addr
 
 	idle    atomic.Bool           // waiting for the next request
 	backend atomic.Pointer[bconn] // the backend connection of the exchange in progress
@@ -148,7 +150,12 @@ type reqState struct {
 	breq      balancer.Request // what routing and balancing see of req
 	meta      reqMeta          // copies of req's fields still needed once the body is read
 	attempt   Attempt
-	ex        exchange
+	// For the observer (metrics, access log): when the request began, the
+	// status sent to the client (0: none), the entry handed to it.
+	logStart time.Time
+	sent     int
+	entry    accesslog.Entry
+	ex       exchange
 }
 
 // wakeIfIdle makes an idle connection's pending read return, so that it
@@ -205,7 +212,7 @@ func (cc *clientConn) awaitRequest() bool {
 	cc.br = cc.n.readers.Get().(*bufio.Reader)
 	cc.br.Reset(&cc.src)
 	cc.bw = cc.n.writers.Get().(*bufio.Writer)
-	cc.bw.Reset(cc.c)
+	cc.bw.Reset(&cc.out)
 	return true
 }
 
@@ -305,7 +312,14 @@ type reqMeta struct {
 	host    []byte
 	path    []byte
 	upgrade []byte // nil when the request asks for no upgrade
+	// id is the X-Request-Id the backend got (the client's, or generated
+	// once and kept for every try), in idBuf; nil until the head is built.
+	id    []byte
+	idBuf [maxRequestIDLen]byte
 }
+
+// setID keeps the request id written into a request head.
+func (m *reqMeta) setID(id []byte) { m.id = m.idBuf[:copy(m.idBuf[:], id)] }
 
 // keepMeta copies the fields of cc.req that reqMeta keeps.
 func (cc *clientConn) keepMeta() {
@@ -316,7 +330,7 @@ func (cc *clientConn) keepMeta() {
 	m.buf = append(m.buf, r.Upgrade...)
 	i, j, k := len(r.Method), len(r.Method)+len(r.Host), len(r.Method)+len(r.Host)+len(r.Path)
 	m.method, m.host, m.path = m.buf[:i:i], m.buf[i:j:j], m.buf[j:k:k]
-	m.upgrade = nil
+	m.upgrade, m.id = nil, nil
 	if r.Upgrade != nil {
 		m.upgrade = m.buf[k:]
 	}

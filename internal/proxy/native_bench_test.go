@@ -10,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"ballast/internal/accesslog"
 	"ballast/internal/backend"
+	"ballast/internal/metrics"
 	"ballast/internal/pool"
 	"ballast/internal/router"
 )
@@ -56,8 +58,9 @@ func cannedBackend(tb testing.TB) string {
 	return ln.Addr().String()
 }
 
-// nativeListener serves a native engine over backends on 127.0.0.1.
-func nativeListener(tb testing.TB, addrs ...string) string {
+// observedListener serves a native engine over backends on 127.0.0.1, telling
+// obs (nil: nobody) of every request.
+func observedListener(tb testing.TB, obs Observer, addrs ...string) string {
 	bs := make([]*backend.Backend, len(addrs))
 	for i, a := range addrs {
 		bs[i] = backend.New("app", a, 1)
@@ -71,7 +74,9 @@ func nativeListener(tb testing.TB, addrs ...string) string {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	n := NewNative(NewDispatcher(tab), slog.New(slog.NewTextHandler(io.Discard, nil)), 10*time.Second, time.Minute)
+	d := NewDispatcher(tab)
+	d.SetObserver(obs)
+	n := NewNative(d, slog.New(slog.NewTextHandler(io.Discard, nil)), 10*time.Second, time.Minute)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
@@ -85,7 +90,33 @@ func nativeListener(tb testing.TB, addrs ...string) string {
 // native engine, client and backend on loopback: its allocations are the
 // engine's own (the client and backend allocate nothing per request).
 func BenchmarkNativeKeepAlive(b *testing.B) {
-	addr := nativeListener(b, cannedBackend(b))
+	benchKeepAlive(b, nil)
+}
+
+// BenchmarkNativeKeepAliveObserved is BenchmarkNativeKeepAlive with what a
+// running server adds to every request: the metrics and an access log
+// (writing to io.Discard).
+func BenchmarkNativeKeepAliveObserved(b *testing.B) {
+	m := metrics.New("bench", func() []metrics.Pool { return nil })
+	m.SetPools([]string{"app"})
+	al := accesslog.New(io.Discard, 8192)
+	defer al.Close()
+	benchKeepAlive(b, both{m, al})
+}
+
+// both sends each entry to the metrics and the access log, as the server does.
+type both struct {
+	m  *metrics.Metrics
+	al *accesslog.Logger
+}
+
+func (o both) Observe(e *accesslog.Entry) {
+	o.m.Observe(e)
+	o.al.Log(e)
+}
+
+func benchKeepAlive(b *testing.B, obs Observer) {
+	addr := observedListener(b, obs, cannedBackend(b))
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		b.Fatal(err)

@@ -22,14 +22,26 @@ import (
 // serveOne reads, routes and proxies one request. It reports whether the
 // client connection stays open for another.
 func (cc *clientConn) serveOne() bool {
+	obs := cc.n.d.loadObserver()
+	if obs != nil {
+		cc.logStart, cc.out.n = time.Now(), 0
+	}
+	cc.sent = 0
 	if err := cc.readHead(); err != nil {
 		cc.rejectRequest(err)
+		if obs != nil && cc.sent != 0 {
+			cc.meta = reqMeta{buf: cc.meta.buf[:0]}
+			cc.observe(obs, &Attempt{}, 0)
+		}
 		return false
 	}
 	req := &cc.req
 	cc.keepMeta()
 	if bytes.Equal(req.Method, []byte("CONNECT")) {
 		cc.writeError(405, false)
+		if obs != nil {
+			cc.observe(obs, &Attempt{}, 0)
+		}
 		return false
 	}
 	// The per-request state lives in the connection, reused: nothing here
@@ -43,12 +55,18 @@ func (cc *clientConn) serveOne() bool {
 		keep := req.KeepAlive && !req.Chunked && req.ContentLength == 0
 		cc.br.Discard(cc.headLen)
 		cc.fail(err, "", keep)
+		if obs != nil {
+			cc.observe(obs, &Attempt{}, 0)
+		}
 		return keep
 	}
 	cc.ex = exchange{cc: cc, a: &cc.attempt, req: req, resp: cc.ex.resp, replay: cc.ex.replay[:0]}
 	status, keep, err := cc.ex.run()
 	cc.backend.Store(nil)
 	cc.n.d.End(&cc.attempt, status, err)
+	if obs != nil {
+		cc.observe(obs, &cc.attempt, cc.ex.bodyIn)
+	}
 	cc.attempt = Attempt{}
 	return keep && !cc.n.closing.Load()
 }
@@ -97,6 +115,7 @@ func (cc *clientConn) fail(err error, backendAddr string, keep bool) {
 
 // writeError writes a short plain-text error response.
 func (cc *clientConn) writeError(status int, keep bool) {
+	cc.sent = status
 	body := errorBody(status)
 	bw := cc.bw
 	bw.WriteString("HTTP/1.1 ")
@@ -126,6 +145,7 @@ type exchange struct {
 
 	tried       Tried       // backends this request was sent to, or tried to be
 	bodySent    bool        // the request body (if any) went out completely
+	bodyIn      int64       // request body bytes read from the client
 	headGone    bool        // the request head's bytes in the read buffer were overwritten
 	replay      []byte      // the whole request (head and body) kept for a retry; nil if none
 	resp        h1.Response // reused across exchanges: its Headers keep their capacity
@@ -218,6 +238,7 @@ func (ex *exchange) keepForReplay(hasBody bool) error {
 	cc := ex.cc
 	hi := headInfo{clientIP: cc.ip, backendAddr: ex.a.Backend.Addr}
 	ex.replay = appendRequestHead(ex.replay[:0], ex.req, &hi)
+	cc.meta.setID(hi.requestID)
 	cc.br.Discard(cc.headLen)
 	if !hasBody {
 		return nil
@@ -234,6 +255,7 @@ func (ex *exchange) keepForReplay(hasBody bool) error {
 		return err
 	}
 	ex.replay = ex.replay[:len(ex.replay)+n]
+	ex.bodyIn = int64(n)
 	return nil
 }
 
@@ -299,8 +321,9 @@ func (ex *exchange) roundTrip(hasBody bool) (int, bool, error) {
 		ex.bodySent = true
 		return ex.relayResponse()
 	}
-	hi := headInfo{clientIP: cc.ip, backendAddr: ex.a.Backend.Addr}
+	hi := headInfo{clientIP: cc.ip, backendAddr: ex.a.Backend.Addr, requestID: cc.meta.id}
 	head := appendRequestHead(cc.scratch[:0], ex.req, &hi)
+	cc.meta.setID(hi.requestID)
 	cc.scratch = head[:0]
 
 	// A small body already in the read buffer goes out with the head, in one
@@ -308,6 +331,7 @@ func (ex *exchange) roundTrip(hasBody bool) (int, bool, error) {
 	inline := !ex.req.Chunked && ex.req.ContentLength > 0 && !ex.req.Expect100 &&
 		ex.req.ContentLength <= int64(cc.br.Buffered()) && ex.req.ContentLength <= copyBufSize
 	if inline {
+		ex.bodyIn = ex.req.ContentLength
 		body, _ := cc.br.Peek(int(ex.req.ContentLength))
 		head = append(head, body...)
 		cc.scratch = head[:0]
@@ -383,7 +407,9 @@ func (ex *exchange) sendBody() error {
 	buf := *bp
 	if !ex.req.Chunked {
 		cc.fixed.Reset(cc.br, ex.req.ContentLength)
-		if rerr, werr := copySplit(bc.c, &cc.fixed, buf); werr != nil {
+		rerr, werr := copySplit(bc.c, &cc.fixed, buf)
+		ex.bodyIn = ex.req.ContentLength - cc.fixed.Remaining()
+		if werr != nil {
 			return &writeError{werr}
 		} else if rerr != nil {
 			return rerr
@@ -394,6 +420,7 @@ func (ex *exchange) sendBody() error {
 	cc.chunked.Reset(cc.br)
 	for {
 		k, rerr := cc.chunked.Read(buf[:len(buf)-32])
+		ex.bodyIn += int64(k)
 		if k > 0 {
 			cc.scratch = h1.AppendChunk(cc.scratch[:0], buf[:k])
 			if _, err := bc.c.Write(cc.scratch); err != nil {

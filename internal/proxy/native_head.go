@@ -83,6 +83,10 @@ type headInfo struct {
 	clientIP    netip.Addr
 	tls         bool
 	backendAddr string // Host for a request that had none (HTTP/1.0)
+	// requestID is the X-Request-Id to send when the client sent none (nil:
+	// generate one); appendRequestHead sets it to the id it wrote, a view of
+	// the head it returns.
+	requestID []byte
 }
 
 // appendRequestHead appends the header block the backend gets: the request
@@ -169,12 +173,18 @@ func appendRequestHead(dst []byte, req *h1.Request, hi *headInfo) []byte {
 		dst = appendField(dst, hdrXFHost, req.Host)
 	}
 	dst = append(dst, "X-Request-Id: "...)
-	if requestID != nil {
+	idStart := len(dst)
+	switch {
+	case requestID != nil:
 		dst = append(dst, requestID...)
-	} else {
+	case hi.requestID != nil:
+		dst = append(dst, hi.requestID...)
+	default:
 		dst = appendRequestID(dst)
 	}
-	return append(dst, "\r\n\r\n"...)
+	dst = append(dst, "\r\n\r\n"...)
+	hi.requestID = dst[idStart : len(dst)-4]
+	return dst
 }
 
 // respFraming is how the engine sends a response body to the client.

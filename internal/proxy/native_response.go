@@ -96,6 +96,7 @@ func (ex *exchange) relayParsed() (int, bool, error) {
 	cc.n.d.Responded(ex.a)
 	if resp.Status == http.StatusSwitchingProtocols {
 		bc.rd.set(bc.c, time.Time{}, 0)
+		cc.sent = resp.Status
 		return ex.switchProtocols()
 	}
 
@@ -124,6 +125,7 @@ func (ex *exchange) relayParsed() (int, bool, error) {
 		bc.rd.set(bc.c, time.Time{}, 0)
 	}
 	keep := req.KeepAlive && ex.bodySent && framing != frameClose && !cc.n.closing.Load()
+	cc.sent = resp.Status
 	cc.scratch = appendResponseHead(cc.scratch[:0], resp, framing, resp.ContentLength, ex.a.SetCookie, keep, req.Minor)
 	bc.br.Discard(ex.respHeadLen)
 	if _, err := cc.bw.Write(cc.scratch); err != nil {

@@ -57,7 +57,7 @@ func (s *Server) newListener(lc *config.Listener) (*listener, error) {
 			MinVersion:   tls.VersionTLS12,
 		}
 	}
-	ln, err := net.Listen("tcp", lc.Listen)
+	ln, err := s.listen(lc.Name, lc.Listen)
 	if err != nil {
 		return nil, bindError(lc, err)
 	}

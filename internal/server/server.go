@@ -12,9 +12,11 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"time"
 
 	"ballast/internal/config"
 	"ballast/internal/health"
+	"ballast/internal/metrics"
 	"ballast/internal/pool"
 )
 
@@ -35,6 +37,20 @@ type Server struct {
 	runCtx    context.Context // Run's context: the lifetime of monitors
 	wg        sync.WaitGroup  // one per goroutine the server starts
 	ready     chan struct{}   // closed once every listener is bound
+
+	// Version is what the admin API reports as ballast's version; set before Run.
+	Version string
+	started time.Time
+	metrics *metrics.Metrics
+	sink    sink
+	events  events
+	// the admin listener, the section it runs with and its token
+	admin      *adminServer
+	adminCfg   *config.Admin
+	adminToken string
+	// inherited are listening sockets handed over by the process this one
+	// upgrades, by listener name, until Run binds (see Inherit).
+	inherited map[string]*net.TCPListener
 }
 
 // New prepares a server for cfg (already validated). It binds nothing yet.
@@ -45,6 +61,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		listeners: make(map[string]*listener),
 		monitors:  make(map[string]*monitor),
 		ready:     make(chan struct{}),
+		Version:   "dev",
 	}
 	ups, _, err := s.buildUpstreams(cfg, nil)
 	if err != nil {
@@ -74,6 +91,7 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	}
 	s.runCtx = ctx
+	s.started = time.Now()
 	s.syncPassive(s.cfg)
 	if err := s.syncMonitors(s.cfg); err != nil {
 		s.closeAll()
@@ -81,6 +99,12 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	s.syncRefused()
+	if err := s.startObserving(s.cfg); err != nil {
+		s.closeAll()
+		s.mu.Unlock()
+		return err
+	}
+	s.closeInherited()
 	for _, lc := range s.cfg.Listeners {
 		s.serve(s.listeners[lc.Name])
 	}
@@ -92,6 +116,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.shutdown()
 	s.wg.Wait()
 	s.ejections.Stop()
+	s.sink.setAccessLog(nil)
 	return nil
 }
 
@@ -181,12 +206,43 @@ func (s *Server) Reload(cfg *config.Config) error {
 		s.log.Error("health checks not updated", "err", err)
 	}
 	s.syncRefused()
-	s.log.Info("config reloaded", "listeners", len(next), "pools", len(ups))
+	s.metrics.SetPools(cfg.PoolOrder)
+	s.metrics.Reloaded(true, cfg.Hash)
+	if err := s.sink.setAccessLog(cfg.AccessLog); err != nil {
+		s.log.Error("access log not switched", "err", err)
+	}
+	if err := s.syncAdmin(cfg); err != nil {
+		s.log.Error("admin listener not restarted", "err", err)
+	}
+	s.log.Info("config reloaded", "listeners", len(next), "pools", len(ups), "config_hash", cfg.Hash)
+	return nil
+}
+
+// startObserving starts what watches the server: metrics, the access log,
+// the state-change watcher and the admin listener. s.mu is held.
+func (s *Server) startObserving(cfg *config.Config) error {
+	s.metrics = metrics.New(s.Version, s.metricsPools)
+	s.sink.metrics = s.metrics
+	s.metrics.SetPools(cfg.PoolOrder)
+	s.metrics.SetConfigHash(cfg.Hash)
+	if err := s.sink.setAccessLog(cfg.AccessLog); err != nil {
+		return fmt.Errorf("access_log: %w", err)
+	}
+	a, err := s.startAdmin(cfg)
+	if err != nil {
+		s.sink.setAccessLog(nil)
+		return err
+	}
+	s.admin, s.adminCfg, s.adminToken = a, cfg.Admin, tokenOf(cfg.Admin)
+	s.wg.Go(func() { s.watch(s.runCtx) })
 	return nil
 }
 
 // serve starts l's accept loop in a goroutine the server owns.
 func (s *Server) serve(l *listener) {
+	if l.disp != nil {
+		l.disp.SetObserver(listenerObserver{name: l.cfg.Name, s: &s.sink})
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -205,7 +261,9 @@ func (s *Server) shutdown() {
 	timeout := s.cfg.ShutdownTimeout.D()
 	ls := slices.Collect(maps.Values(s.listeners))
 	ups := s.ups
+	adm := s.admin
 	s.mu.Unlock()
+	adm.stop()
 
 	s.log.Info("shutting down", "timeout", timeout.String())
 	var wg sync.WaitGroup
@@ -223,6 +281,7 @@ func (s *Server) closeAll() {
 		l.ln.Close()
 		delete(s.listeners, name)
 	}
+	s.closeInherited()
 }
 
 // bindError words a failed bind for the operator.
