@@ -263,3 +263,48 @@ func expectOnly(t *testing.T, c *http.Client, url, want string) {
 		}
 	}
 }
+
+// TestE2EGracefulStopTwoSecondRequest: a request that takes 2 s, in flight
+// when SIGTERM arrives, completes; then ballast exits 0.
+func TestE2EGracefulStopTwoSecondRequest(t *testing.T) {
+	t.Parallel()
+	started := make(chan struct{}, 1)
+	backend := testutil.NewBackend(t, "two-seconds", func(w http.ResponseWriter, r *http.Request) {
+		started <- struct{}{}
+		time.Sleep(2 * time.Second)
+		io.WriteString(w, "done after 2s\n")
+	})
+	dir := t.TempDir()
+	listen := testutil.FreeAddr(t)
+	writeFile(t, filepath.Join(dir, "ballast.yaml"), httpConfig(listen, backend.Addr()))
+	p := startBallast(t, dir, "run", "-c", "ballast.yaml")
+	p.waitListening(listen)
+
+	type result struct {
+		status int
+		body   string
+		err    error
+	}
+	res := make(chan result, 1)
+	begin := time.Now()
+	go func() {
+		resp, err := testutil.Client().Get("http://" + listen + "/")
+		if err != nil {
+			res <- result{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		res <- result{resp.StatusCode, string(b), err}
+	}()
+	<-started
+	p.signal(syscall.SIGTERM)
+	r := <-res
+	if r.err != nil || r.status != http.StatusOK || r.body != "done after 2s\n" {
+		t.Fatalf("the 2 s request in flight at SIGTERM: %+v", r)
+	}
+	if code := p.wait(5 * time.Second); code != 0 {
+		t.Fatalf("exit code %d, want 0", code)
+	}
+	t.Logf("2 s request completed after %v; ballast exited 0", time.Since(begin).Round(time.Millisecond))
+}
