@@ -51,6 +51,11 @@ func TestE2EUpgradeUnderLoad(t *testing.T) {
 	}
 	time.Sleep(time.Second)
 	res := load.stop()
+	if resp, err := testutil.Client().Get("http://" + u.admin + "/api/v1/pools"); err != nil || resp.StatusCode != 200 {
+		t.Errorf("the admin API after the upgrade: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 
 	t.Logf("upgrade: %s", res)
 	if res.failed != 0 {
@@ -125,6 +130,7 @@ type upgradeSetup struct {
 	pidFile string
 	logFile *os.File
 	listen  string
+	admin   string // the admin listener, handed over too
 }
 
 func newUpgradeSetup(t *testing.T, backend string) *upgradeSetup {
@@ -137,8 +143,9 @@ func newUpgradeSetup(t *testing.T, backend string) *upgradeSetup {
 		config:  filepath.Join(dir, "ballast.yaml"),
 		pidFile: filepath.Join(dir, "ballast.pid"),
 		listen:  testutil.FreeAddr(t),
+		admin:   testutil.FreeAddr(t),
 	}
-	writeFile(t, u.config, httpConfig(u.listen, backend))
+	writeFile(t, u.config, "admin: {listen: "+u.admin+"}\n"+httpConfig(u.listen, backend))
 	u.install()
 	f, err := os.OpenFile(filepath.Join(dir, "ballast.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
