@@ -56,8 +56,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		cw = &countingWriter{ResponseWriter: w}
 		w = cw
 		if r.Body != nil && r.Body != http.NoBody {
+			// Counted on a copy of the request: the server's own must keep
+			// its body, whose type tells it whether a 100 Continue went out.
 			cb = &countingBody{ReadCloser: r.Body}
-			r.Body = cb
+			r2 := *r
+			r2.Body = cb
+			r = &r2
 		}
 	}
 	a, err := h.d.Begin(r.Context(), &breq)
