@@ -200,16 +200,24 @@ func TestAdminMetrics(t *testing.T) {
 	cfg, adm := adminConfig(t, "", "", addrs...)
 	_, url := start(t, cfg)
 	hits(t, url+"/", 10)
-	resp, err := http.Get("http://" + adm + "/metrics")
-	if err != nil {
-		t.Fatal(err)
+	scrape := func() string {
+		resp, err := http.Get("http://" + adm + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return string(body)
 	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	out := string(body)
+	// A request is observed just after its response went out: the last one
+	// may still be on its way.
+	var out string
+	testutil.WaitFor(t, 2*time.Second, "ten requests in the histogram", func() bool {
+		out = scrape()
+		return strings.Contains(out, `ballast_request_duration_seconds_count{pool="app"} 10`+"\n")
+	})
 	for _, want := range []string{
 		`ballast_backend_requests_total{backend="` + addrs[0] + `",class="2xx",pool="app"} 5`,
-		`ballast_request_duration_seconds_count{pool="app"} 10`,
 		`ballast_backend_state{backend="` + addrs[1] + `",pool="app",state="up"} 1`,
 		`ballast_config_info{hash="sha256:`,
 		`ballast_queue_length{pool="app"} 0`,
