@@ -106,7 +106,10 @@ func TestParseContractExample(t *testing.T) {
 		{"pool order", c.PoolOrder, []string{"app", "api", "pg"}},
 		{"admin", *c.Admin, Admin{Listen: "127.0.0.1:9901", TokenFile: "admin.token"}},
 		{"shutdown_timeout", c.ShutdownTimeout.D(), 30 * time.Second},
-		{"tls", *c.Listeners[0].TLS, TLS{Cert: "cert.pem", Key: "key.pem"}},
+		{"tls", *c.Listeners[0].TLS, TLS{Cert: "cert.pem", Key: "key.pem", MinVersion: DefaultTLSMinVersion}},
+		{"default limits", c.Listeners[0].Limits, Limits{MaxConns: DefaultMaxClientConns, MaxHeaderBytes: DefaultMaxHeaderBytes,
+			ReadHeaderTimeout: Duration(DefaultReadHeaderTimeout), IdleTimeout: Duration(DefaultHTTPIdleTimeout), WriteTimeout: Duration(DefaultWriteTimeout)}},
+		{"tcp idle default", c.Listeners[1].Limits.IdleTimeout, Duration(DefaultTCPIdleTimeout)},
 		{"routes", c.Listeners[0].Routes, []Route{{Host: "api.example.com", PathPrefix: "/api", Pool: "api"}, {Pool: "app"}}},
 		{"tcp listener", c.Listeners[1].Pool, "pg"},
 		{"app backend", app.Backends[0], Backend{Addr: "127.0.0.1:8001", Weight: 3, MaxConns: 4}},
@@ -205,7 +208,7 @@ func TestParseReportsEveryProblem(t *testing.T) {
 		`bad.yaml:30: pools.ring.retries.on[1]: unknown retry condition "teapot" ` +
 			`(valid: connect_failure, timeout, reset, or a status code 500-599)`,
 		`bad.yaml:31: pools.ring.backup: unknown field (valid: algorithm, hash_on, sticky, backends, queue, ` +
-			`health_check, passive, retries, timeouts, slow_start, launch)`,
+			`health_check, passive, retries, timeouts, slow_start, launch, tls, backend_protocol)`,
 		`bad.yaml:32: pools.ring: duplicate key (first at line 27)`,
 	}
 	c, err := Parse("bad.yaml", []byte(brokenYAML))

@@ -23,6 +23,22 @@ const (
 	DefaultAlgorithm = "round_robin"
 	// DefaultWeight is a backend's weight.
 	DefaultWeight = 1
+	// DefaultMaxClientConns caps a listener's concurrent client connections.
+	DefaultMaxClientConns = 10000
+	// DefaultMaxHeaderBytes caps a request header block.
+	DefaultMaxHeaderBytes = 64 << 10
+	// DefaultReadHeaderTimeout bounds the arrival of a request header.
+	DefaultReadHeaderTimeout = 10 * time.Second
+	// DefaultHTTPIdleTimeout closes an idle client keep-alive connection.
+	DefaultHTTPIdleTimeout = 120 * time.Second
+	// DefaultTCPIdleTimeout closes a tcp connection with no traffic.
+	DefaultTCPIdleTimeout = time.Hour
+	// DefaultWriteTimeout disconnects a client that reads nothing.
+	DefaultWriteTimeout = 60 * time.Second
+	// DefaultTLSMinVersion is the oldest TLS version accepted.
+	DefaultTLSMinVersion = "1.2"
+	// DefaultBackendProtocol is how ballast speaks HTTP to backends.
+	DefaultBackendProtocol = BackendHTTP1
 	// DefaultAccessLogOutput is where an access_log section without output writes.
 	DefaultAccessLogOutput = "stdout"
 	// DefaultQueueMax is how many requests a pool queue holds.
@@ -86,6 +102,10 @@ func applyDefaults(c *Config) {
 		if l.Engine == "" && l.Protocol == ProtocolHTTP {
 			l.Engine = DefaultEngine
 		}
+		limitsDefaults(c, "listeners["+strconv.Itoa(i)+"].limits", l)
+		if t := l.TLS; t != nil && t.MinVersion == "" {
+			t.MinVersion = DefaultTLSMinVersion
+		}
 	}
 	for name, p := range c.Pools {
 		if p != nil {
@@ -132,6 +152,9 @@ func poolDefaults(c *Config, path string, p *Pool) {
 		}
 		setBool(&r.IdempotentOnly, DefaultIdempotentOnly)
 		setInt(c, path+".retries.budget", &r.Budget, DefaultRetryBudget)
+	}
+	if p.BackendProtocol == "" {
+		p.BackendProtocol = DefaultBackendProtocol
 	}
 	t := &p.Timeouts
 	setDuration(c, path+".timeouts.connect", &t.Connect, DefaultConnectTimeout)
@@ -181,4 +204,19 @@ func setBool(v **bool, def bool) {
 	if *v == nil {
 		*v = &def
 	}
+}
+
+// limitsDefaults fills a listener's limits; the idle timeout's default
+// depends on the protocol.
+func limitsDefaults(c *Config, path string, l *Listener) {
+	lim := &l.Limits
+	setInt(c, path+".max_conns", &lim.MaxConns, DefaultMaxClientConns)
+	setInt(c, path+".max_header_bytes", &lim.MaxHeaderBytes, DefaultMaxHeaderBytes)
+	setDuration(c, path+".read_header_timeout", &lim.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	idle := DefaultHTTPIdleTimeout
+	if l.Protocol == ProtocolTCP {
+		idle = DefaultTCPIdleTimeout
+	}
+	setDuration(c, path+".idle_timeout", &lim.IdleTimeout, idle)
+	setDuration(c, path+".write_timeout", &lim.WriteTimeout, DefaultWriteTimeout)
 }

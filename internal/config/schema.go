@@ -69,6 +69,34 @@ type Listener struct {
 	Routes []Route `yaml:"routes"`
 	// Pool receives every connection of a tcp listener.
 	Pool string `yaml:"pool"`
+	// RedirectHTTPS makes a plaintext http listener answer every request with
+	// a 308 redirect to the same URL over https (routes are then optional).
+	RedirectHTTPS bool `yaml:"redirect_https"`
+	// H2C makes a plaintext http listener also accept HTTP/2 without TLS
+	// (prior knowledge); it then uses the net_http engine.
+	H2C bool `yaml:"h2c"`
+	// Limits protect the listener from clients; defaults apply.
+	Limits Limits `yaml:"limits"`
+}
+
+// Limits bound what one listener accepts from clients.
+type Limits struct {
+	// MaxConns caps concurrent client connections; beyond it new ones wait in
+	// the kernel's backlog. Default 10000; 0 = no cap.
+	MaxConns int `yaml:"max_conns"`
+	// MaxHeaderBytes caps a request's header block (431 beyond). Default 64 KiB.
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// MaxBodyBytes caps a request body (413 beyond). Default 0 = no cap.
+	MaxBodyBytes int `yaml:"max_body_bytes"`
+	// ReadHeaderTimeout bounds how long a client may take to send a request
+	// header (408 beyond). Default 10s.
+	ReadHeaderTimeout Duration `yaml:"read_header_timeout"`
+	// IdleTimeout closes a client connection idle this long: between requests
+	// on http (default 120s), with no byte either way on tcp (default 1h).
+	IdleTimeout Duration `yaml:"idle_timeout"`
+	// WriteTimeout disconnects a client that accepts no response bytes for
+	// this long. Default 60s.
+	WriteTimeout Duration `yaml:"write_timeout"`
 }
 
 // TLS is a certificate and key pair in PEM files.
@@ -77,6 +105,29 @@ type TLS struct {
 	Cert string `yaml:"cert"`
 	// Key is the PEM private key file of Cert. Required.
 	Key string `yaml:"key"`
+	// Certs are more certificates, chosen by the client's SNI server name;
+	// Cert/Key is the default for names none of them covers.
+	Certs []CertPair `yaml:"certs"`
+	// MinVersion is the oldest TLS version accepted: "1.2" (default) or "1.3".
+	MinVersion string `yaml:"min_version"`
+}
+
+// CertPair is one certificate and its key.
+type CertPair struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// BackendTLS is TLS from ballast to a pool's backends.
+type BackendTLS struct {
+	// CA is a PEM file of the authorities that sign the backends'
+	// certificates; empty: the system's.
+	CA string `yaml:"ca"`
+	// ServerName is the name verified in the backends' certificates (and
+	// sent as SNI); empty: the host of each backend's addr.
+	ServerName string `yaml:"server_name"`
+	// InsecureSkipVerify turns verification off (tests only).
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
 }
 
 // Route sends matching requests to a pool. An empty Host or PathPrefix matches
@@ -115,6 +166,12 @@ type Pool struct {
 	SlowStart Duration `yaml:"slow_start"`
 	// Launch makes ballast start and supervise the backends itself. Optional.
 	Launch *Launch `yaml:"launch"`
+	// TLS makes ballast talk to the backends over TLS. Optional.
+	TLS *BackendTLS `yaml:"tls"`
+	// BackendProtocol is how ballast speaks HTTP to the backends: http1
+	// (default) or h2c (HTTP/2 without TLS, or HTTP/2 over tls; what gRPC
+	// backends need).
+	BackendProtocol string `yaml:"backend_protocol"`
 }
 
 // Backend is one server of a pool.

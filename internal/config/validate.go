@@ -115,6 +115,8 @@ func (v *validator) listeners() {
 			v.unique(p+".listen", strings.ToLower(l.Listen), addrs, "listen address %s")
 		}
 		v.listener(p, l)
+		v.atLeast(p+".limits.max_conns", l.Limits.MaxConns, 0)
+		v.nonNegative(p+".limits.idle_timeout", l.Limits.IdleTimeout, true)
 	}
 }
 
@@ -141,13 +143,29 @@ func (v *validator) listener(p string, l *Listener) {
 		}
 		if l.TLS != nil {
 			v.tls(p+".tls", l.TLS)
+			if l.RedirectHTTPS {
+				v.add(p+".redirect_https", "redirect_https applies to plaintext listeners (this one has tls)")
+			}
+			if l.H2C {
+				v.add(p+".h2c", "h2c applies to plaintext listeners (a tls listener has HTTP/2 by ALPN)")
+			}
 		}
 		switch l.Engine {
 		case EngineNative, EngineNetHTTP:
 		default:
 			v.add(p+".engine", "engine must be %s or %s, got %q", EngineNative, EngineNetHTTP, l.Engine)
 		}
-		v.routes(p, l.Routes)
+		if !l.RedirectHTTPS || len(l.Routes) > 0 {
+			v.routes(p, l.Routes)
+		}
+		if l.Limits.MaxHeaderBytes != 0 {
+			v.between(p+".limits.max_header_bytes", l.Limits.MaxHeaderBytes, 1024, MaxHeaderBytesLimit)
+		}
+		if l.Limits.MaxBodyBytes < 0 {
+			v.add(p+".limits.max_body_bytes", "max_body_bytes must be >= 0")
+		}
+		v.nonNegative(p+".limits.read_header_timeout", l.Limits.ReadHeaderTimeout, true)
+		v.nonNegative(p+".limits.write_timeout", l.Limits.WriteTimeout, true)
 	case ProtocolTCP:
 		if len(l.Routes) > 0 {
 			v.add(p+".routes", "routes only apply to http listeners (a tcp listener uses pool)")
@@ -159,12 +177,29 @@ func (v *validator) listener(p string, l *Listener) {
 			v.add(p+".engine", "engine only applies to http listeners")
 		}
 		v.poolRef(p+".pool", l.Pool)
+		for _, f := range []string{"redirect_https", "h2c", "limits.max_header_bytes", "limits.max_body_bytes", "limits.read_header_timeout", "limits.write_timeout"} {
+			if v.c.has(p + "." + f) {
+				v.add(p+"."+f, "%s only applies to http listeners", fieldName(p+"."+f))
+			}
+		}
 	default:
 		v.add(p+".protocol", "protocol must be http or tcp, got %q", l.Protocol)
 	}
 }
 
+// MaxHeaderBytesLimit is the largest limits.max_header_bytes.
+const MaxHeaderBytesLimit = 1 << 20
+
 func (v *validator) tls(p string, t *TLS) {
+	for i, c := range t.Certs {
+		cp := p + ".certs[" + strconv.Itoa(i) + "]"
+		if c.Cert == "" || c.Key == "" {
+			v.add(cp, "each of certs needs both cert and key")
+		}
+	}
+	if t.MinVersion != "1.2" && t.MinVersion != "1.3" {
+		v.add(p+".min_version", "min_version must be \"1.2\" or \"1.3\", got %q", t.MinVersion)
+	}
 	if t.Cert == "" {
 		v.add(p+".cert", "tls needs both cert and key; cert is missing")
 	}

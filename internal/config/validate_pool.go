@@ -35,6 +35,11 @@ func (v *validator) allPools() {
 // pool checks one pool; p is its path ("pools.app").
 func (v *validator) pool(p string, pool *Pool) {
 	v.algorithm(p, pool)
+	switch pool.BackendProtocol {
+	case BackendHTTP1, BackendH2C:
+	default:
+		v.add(p+".backend_protocol", "backend_protocol must be %s or %s, got %q", BackendHTTP1, BackendH2C, pool.BackendProtocol)
+	}
 	v.backends(p, pool)
 	if s := pool.Sticky; s != nil {
 		if s.Cookie == "" {

@@ -35,6 +35,14 @@ const (
 	HealthNone = "none"
 )
 
+// Backend protocols (pool backend_protocol).
+const (
+	// BackendHTTP1 speaks HTTP/1.1 to the backends.
+	BackendHTTP1 = "http1"
+	// BackendH2C speaks HTTP/2: cleartext, or over the pool's tls.
+	BackendH2C = "h2c"
+)
+
 // Retry conditions other than a status code.
 const (
 	// RetryConnectFailure retries when dialing the backend failed.

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"reflect"
 	"time"
 
 	"ballast/internal/config"
@@ -88,7 +89,8 @@ func (s *Server) newListener(lc *config.Listener) (*listener, error) {
 func (l *listener) sameSocket(lc *config.Listener) bool {
 	return l.cfg.Listen == lc.Listen && l.cfg.Protocol == lc.Protocol && l.cfg.Engine == lc.Engine &&
 		(l.cfg.TLS == nil) == (lc.TLS == nil) &&
-		(l.cfg.TLS == nil || *l.cfg.TLS == *lc.TLS)
+		(l.cfg.TLS == nil || reflect.DeepEqual(*l.cfg.TLS, *lc.TLS)) &&
+		l.cfg.H2C == lc.H2C && l.cfg.RedirectHTTPS == lc.RedirectHTTPS && l.cfg.Limits == lc.Limits
 }
 
 // setUpstreams points the listener at the pools of a (new) config.
