@@ -239,9 +239,6 @@ func warnUnimplemented(cfg *config.Config, log *slog.Logger) {
 	warn := func(path string) {
 		log.Warn("config section accepted but not active in this version", "field", path)
 	}
-	if cfg.Admin != nil {
-		warn("admin")
-	}
 	if cfg.Cluster != nil {
 		warn("cluster")
 	}

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -245,7 +246,7 @@ func (a *api) addBackend(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "body: "+err.Error()+` (want {"addr": "host:port", "weight": 1})`)
 		return
 	}
-	if dec.More() {
+	if _, err := dec.Token(); err != io.EOF {
 		writeError(w, http.StatusBadRequest, "body: more than one JSON value")
 		return
 	}

@@ -19,6 +19,7 @@ func (c *Config) Validate() Problems {
 	v.nonNegative("shutdown_timeout", c.ShutdownTimeout, true)
 	v.listeners()
 	v.allPools()
+	v.protocols()
 	v.cluster()
 	v.probs.sortByLine()
 	return v.probs

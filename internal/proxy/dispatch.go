@@ -226,10 +226,11 @@ func (d *Dispatcher) Responded(a *Attempt) {
 // End finishes an attempt: the request is no longer in flight on the backend,
 // and its slot goes to the oldest request waiting in the queue. status is the
 // backend's status code (0 if none arrived); err the failure, if any. A failure
-// the client caused (it went away) is not held against the backend; a refused
-// connection takes the backend out at once.
+// the client caused (it went away, sent a malformed or too large body: a
+// status below 500) is not held against the backend; a refused connection
+// takes the backend out at once.
 func (d *Dispatcher) End(a *Attempt, status int, err error) {
-	failed := status >= 500 || err != nil && StatusFor(err) != StatusClientClosed
+	failed := status >= 500 || err != nil && StatusFor(err) >= 500
 	a.Backend.CountResponse(status)
 	a.Upstream.release(a.Backend, failed, err)
 }

@@ -27,8 +27,12 @@ var (
 	// ErrQueue: every backend was at max_conns and the request could not wait
 	// for a slot (the queue was full, or the wait timed out).
 	ErrQueue = errors.New("every backend busy")
+	// errMethodNotAllowed: a method ballast does not proxy (CONNECT).
+	errMethodNotAllowed = errors.New("method not allowed")
 	// ErrBadRequest: the request cannot be forwarded as it is.
 	ErrBadRequest = errors.New("bad request")
+	// ErrBodyTooLarge: the request body passes the listener's max_body_bytes.
+	ErrBodyTooLarge = errors.New("request body too large")
 )
 
 // StatusClientClosed is the status recorded (never sent) when the client went
@@ -37,7 +41,7 @@ const StatusClientClosed = 499
 
 // StatusFor is the one place that decides which HTTP status a failed request
 // gets: 404 no route, 503 no usable backend, 502 backend unreachable or broken,
-// 504 backend too slow.
+// 504 backend too slow, 413 request body over the listener's cap.
 func StatusFor(err error) int {
 	switch {
 	case errors.Is(err, ErrNoRoute):
@@ -46,6 +50,10 @@ func StatusFor(err error) int {
 		return http.StatusServiceUnavailable
 	case errors.Is(err, ErrBadRequest):
 		return http.StatusBadRequest
+	case errors.Is(err, errMethodNotAllowed):
+		return http.StatusMethodNotAllowed
+	case errors.Is(err, ErrBodyTooLarge):
+		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, ErrResponseTimeout):
 		return http.StatusGatewayTimeout
 	case errors.Is(err, ErrClientGone):
@@ -76,6 +84,8 @@ func errorBody(status int) string {
 		return "405 method not allowed\n"
 	case http.StatusRequestTimeout:
 		return "408 request header timeout\n"
+	case http.StatusRequestEntityTooLarge:
+		return "413 request body too large\n"
 	case http.StatusRequestHeaderFieldsTooLarge:
 		return "431 request header fields too large\n"
 	case http.StatusNotImplemented:

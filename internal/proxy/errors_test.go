@@ -25,6 +25,7 @@ func TestStatusFor(t *testing.T) {
 		{ErrNoRoute, http.StatusNotFound},
 		{ErrNoBackend, http.StatusServiceUnavailable},
 		{ErrBadRequest, http.StatusBadRequest},
+		{ErrBodyTooLarge, http.StatusRequestEntityTooLarge},
 		{ErrResponseTimeout, http.StatusGatewayTimeout},
 		{ErrClientGone, StatusClientClosed},
 		{ErrConnect, http.StatusBadGateway},
@@ -71,7 +72,7 @@ func TestStatusFor(t *testing.T) {
 // Every status StatusFor can send gets a body that starts with its number.
 // (499 is only recorded: the client is gone and nothing is written.)
 func TestErrorBody(t *testing.T) {
-	for _, status := range []int{400, 404, 502, 503, 504} {
+	for _, status := range []int{400, 404, 413, 502, 503, 504} {
 		t.Run(strconv.Itoa(status), func(t *testing.T) {
 			body := errorBody(status)
 			if !strings.HasPrefix(body, strconv.Itoa(status)+" ") {

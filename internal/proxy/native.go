@@ -19,11 +19,8 @@ import (
 	"ballast/internal/h1"
 )
 
-// Limits of the native engine's client side. The README's config reference
-// documents them.
+// Buffers of the native engine's client side.
 const (
-	// NativeMaxHeaderBytes caps a request's header block (431 beyond it).
-	NativeMaxHeaderBytes = 64 << 10
 	// nativeReadBuf is a client connection's read buffer while it is busy.
 	nativeReadBuf = 16 << 10
 	// nativeWriteBuf is a client connection's write buffer while it is busy.
@@ -43,8 +40,10 @@ type Native struct {
 	d   *Dispatcher
 	log *slog.Logger
 
-	readHeaderTimeout time.Duration
-	idleTimeout       time.Duration
+	lim        ClientLimits
+	maxHeader  int           // lim's header cap in effect
+	idleSlack  time.Duration // how far the idle deadline may drift
+	writeSlack time.Duration // how far the write deadline may drift
 
 	conns    connSet[*clientConn]
 	closing  atomic.Bool
@@ -54,9 +53,11 @@ type Native struct {
 	bodyBufs sync.Pool // *[]byte of copyBufSize
 }
 
-// NewNative returns the native engine for a listener.
-func NewNative(d *Dispatcher, log *slog.Logger, readHeaderTimeout, idleTimeout time.Duration) *Native {
-	n := &Native{d: d, log: log, readHeaderTimeout: readHeaderTimeout, idleTimeout: idleTimeout}
+// NewNative returns the native engine for a listener whose clients are held
+// to lim.
+func NewNative(d *Dispatcher, log *slog.Logger, lim ClientLimits) *Native {
+	n := &Native{d: d, log: log, lim: lim, maxHeader: lim.headerCap(),
+		idleSlack: timerSlack(lim.IdleTimeout), writeSlack: timerSlack(lim.WriteTimeout)}
 	n.states.New = func() any { return new(reqState) }
 	n.readers.New = func() any { return bufio.NewReaderSize(nil, nativeReadBuf) }
 	n.writers.New = func() any { return bufio.NewWriterSize(nil, nativeWriteBuf) }
@@ -76,7 +77,8 @@ func (n *Native) Serve(ln net.Listener) error {
 			}
 			return err
 		}
-		cc := &clientConn{n: n, c: c, out: countingConn{Conn: c}, ip: remoteIP(c)}
+		cc := &clientConn{n: n, c: c, ip: remoteIP(c), fresh: true,
+			out: countingConn{Conn: c, timeout: n.lim.WriteTimeout, slack: n.writeSlack}}
 		if !n.conns.add(c, cc) {
 			c.Close()
 			continue
@@ -117,8 +119,11 @@ func remoteIP(c net.Conn) netip.Addr {
 type clientConn struct {
 	n   *Native
 	c   net.Conn
-	out countingConn // c, counting what is written: the access log's bytes out
+	out countingConn // c's write side: the access log's bytes out, the write deadline
 	ip  netip.Addr
+
+	fresh  bool // no request began on the connection yet
+	linger bool // answered early, with part of the request unread: close with lingerClose
 
 	idle    atomic.Bool           // waiting for the next request
 	backend atomic.Pointer[bconn] // the backend connection of the exchange in progress
@@ -141,7 +146,7 @@ type clientConn struct {
 // reqState is what serving one request needs, reused from request to request
 // through a pool: no allocation per request, and none kept while idle.
 type reqState struct {
-	headStart time.Time // when a header that did not come in one read began
+	headStart time.Time // when the connection (first request) or a header that did not come in one read began
 	req       h1.Request
 	headLen   int    // length of req's header block in br
 	scratch   []byte // reused for building header blocks and chunk frames
@@ -168,7 +173,7 @@ func (cc *clientConn) wakeIfIdle() {
 
 // serve runs the connection's request loop.
 func (cc *clientConn) serve() {
-	defer cc.c.Close()
+	defer cc.close()
 	defer cc.release()
 	for {
 		if !cc.awaitRequest() {
@@ -183,6 +188,14 @@ func (cc *clientConn) serve() {
 	}
 }
 
+// close closes the connection, lingering first after an early answer.
+func (cc *clientConn) close() {
+	if cc.linger {
+		lingerClose(cc.c)
+	}
+	cc.c.Close()
+}
+
 // awaitRequest waits for the first bytes of the next request without holding
 // a pooled buffer, then takes one. It reports false when the connection is
 // done (closed, idle timeout, shutdown).
@@ -193,9 +206,25 @@ func (cc *clientConn) awaitRequest() bool {
 	}
 	cc.release()
 	cc.idle.Store(true)
-	if cc.n.idleTimeout > 0 {
-		cc.rd.set(cc.c, time.Now().Add(cc.n.idleTimeout), deadlineSlack)
+	// A request's first byte must come within idle_timeout. A new
+	// connection's first request must also come whole within
+	// read_header_timeout of the connection's start, so that a client that
+	// opens connections and trickles bytes holds none for long; later
+	// requests get read_header_timeout from their first byte (readHead).
+	var headStart time.Time
+	rht, idle := cc.n.lim.ReadHeaderTimeout, cc.n.lim.IdleTimeout
+	switch {
+	case cc.fresh && rht > 0:
+		headStart = time.Now()
+		wait := rht
+		if idle > 0 {
+			wait = min(wait, idle)
+		}
+		cc.rd.set(cc.c, headStart.Add(wait), 0)
+	case idle > 0:
+		cc.rd.set(cc.c, time.Now().Add(idle), cc.n.idleSlack)
 	}
+	cc.fresh = false
 	// Checked after the deadline is set: a shutdown that starts now either is
 	// seen here or moves the deadline (wakeIfIdle) after it was set.
 	if cc.n.closing.Load() {
@@ -206,8 +235,11 @@ func (cc *clientConn) awaitRequest() bool {
 	if k == 0 || err != nil && !errors.Is(err, io.EOF) {
 		return false
 	}
+	if !headStart.IsZero() {
+		cc.rd.set(cc.c, headStart.Add(rht), 0) // moves only if idle_timeout was the shorter
+	}
 	cc.reqState = cc.n.states.Get().(*reqState)
-	cc.headStart = time.Time{}
+	cc.headStart = headStart
 	cc.src = prefixReader{prefix: cc.first[:k], r: cc.c}
 	cc.br = cc.n.readers.Get().(*bufio.Reader)
 	cc.br.Reset(&cc.src)
@@ -273,6 +305,9 @@ func (cc *clientConn) readHead() error {
 		buf, _ := cc.br.Peek(cc.br.Buffered())
 		k, err := h1.ParseRequest(buf, &cc.req)
 		if err == nil {
+			if k > cc.n.maxHeader { // complete, but in a read buffer larger than the cap
+				return h1.ErrHeaderTooLarge
+			}
 			cc.headLen = k
 			// The header is in. A body (or a tunnel) is read without a
 			// deadline; otherwise the idle deadline may stay, as nothing is
@@ -286,12 +321,12 @@ func (cc *clientConn) readHead() error {
 			return err
 		}
 		// Most requests arrive whole in one read. One that does not must
-		// complete within readHeaderTimeout (slow-header attacks).
-		if cc.headStart.IsZero() && cc.n.readHeaderTimeout > 0 {
+		// complete within read_header_timeout (slow-header attacks).
+		if rht := cc.n.lim.ReadHeaderTimeout; cc.headStart.IsZero() && rht > 0 {
 			cc.headStart = time.Now()
-			cc.rd.set(cc.c, cc.headStart.Add(cc.n.readHeaderTimeout), 0)
+			cc.rd.set(cc.c, cc.headStart.Add(rht), 0)
 		}
-		if cc.br.Buffered() >= NativeMaxHeaderBytes {
+		if cc.br.Buffered() >= cc.n.maxHeader {
 			return h1.ErrHeaderTooLarge
 		}
 		if cc.br.Buffered() >= cc.br.Size() {
@@ -357,15 +392,15 @@ func (d *readDeadline) set(c net.Conn, at time.Time, slack time.Duration) {
 	c.SetReadDeadline(at)
 }
 
-// growReader moves a header block that outgrew the read buffer into one of
-// NativeMaxHeaderBytes. Rare (header blocks over 16 KiB), so it may allocate.
+// growReader moves a header block that outgrew the read buffer into one the
+// size of the header cap. Rare (header blocks over 16 KiB), so it may allocate.
 func (cc *clientConn) growReader() {
 	buffered, _ := cc.br.Peek(cc.br.Buffered())
 	prefix := append(append([]byte(nil), buffered...), cc.src.prefix...)
 	cc.src = prefixReader{prefix: prefix, r: cc.c}
 	cc.br.Reset(nil)
 	cc.n.readers.Put(cc.br)
-	cc.br = bufio.NewReaderSize(&cc.src, NativeMaxHeaderBytes)
+	cc.br = bufio.NewReaderSize(&cc.src, cc.n.maxHeader)
 }
 
 // prefixReader reads prefix first, then from r.

@@ -16,7 +16,7 @@ func TestNativeHeaderTooLarge(t *testing.T) {
 	b := newAdvBackend(t, nil)
 	p := newAdvProxy(t, advProxyConfig{}, b.addr)
 	c := advDial(t, p.addr)
-	go c.c.Write([]byte("GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + strings.Repeat("a", NativeMaxHeaderBytes+1024) + "\r\n\r\n"))
+	go c.c.Write([]byte("GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + strings.Repeat("a", DefaultMaxHeaderBytes+1024) + "\r\n\r\n"))
 	m := c.resp("GET")
 	if m.status() != 431 {
 		t.Fatalf("got %q, want 431", m.line)
@@ -28,7 +28,7 @@ func TestNativeHeaderTooLarge(t *testing.T) {
 
 // TestNativeHeaderUpToDocumentedLimit pins a bug.
 //
-// Regression (fixed): NativeMaxHeaderBytes (native.go:25) and the README ("fit in 64 KiB")
+// Regression (fixed): NativeMaxHeaderBytes (now DefaultMaxHeaderBytes) and the README ("fit in 64 KiB")
 // promise 64 KiB of request header, but readHead (native.go:248) also stops
 // at cc.br.Size(), and the read buffer is nativeReadBuf = 16 KiB: any header
 // block between 16 and 64 KiB (big cookies, JWTs) gets 431. The net/http
@@ -42,7 +42,7 @@ func TestNativeHeaderUpToDocumentedLimit(t *testing.T) {
 	cookie := strings.Repeat("c", 32<<10) // half the documented limit
 	m := c.roundTrip("GET /big-cookie HTTP/1.1\r\nHost: a\r\nCookie: s=" + cookie + "\r\n\r\n")
 	if m.status() != 200 {
-		t.Fatalf("a 32 KiB header block (limit %d bytes) got %q", NativeMaxHeaderBytes, m.line)
+		t.Fatalf("a 32 KiB header block (limit %d bytes) got %q", DefaultMaxHeaderBytes, m.line)
 	}
 	if s := b.seen(); len(s) != 1 || s[0].get("Cookie") != "s="+cookie {
 		t.Fatalf("cookie not forwarded intact")

@@ -257,6 +257,7 @@ type advProxyConfig struct {
 	timeouts          Timeouts
 	readHeaderTimeout time.Duration
 	idleTimeout       time.Duration
+	limits            ClientLimits // the other limits (none by default)
 }
 
 // advProxy is the native engine serving on 127.0.0.1.
@@ -290,8 +291,9 @@ func newAdvProxy(t testing.TB, cfg advProxyConfig, addrs ...string) *advProxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := NewNative(NewDispatcher(tab), slog.New(slog.NewTextHandler(io.Discard, nil)),
-		cfg.readHeaderTimeout, cfg.idleTimeout)
+	lim := cfg.limits
+	lim.ReadHeaderTimeout, lim.IdleTimeout = cfg.readHeaderTimeout, cfg.idleTimeout
+	n := NewNative(NewDispatcher(tab), slog.New(slog.NewTextHandler(io.Discard, nil)), lim)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

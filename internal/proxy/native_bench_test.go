@@ -76,7 +76,11 @@ func observedListener(tb testing.TB, obs Observer, addrs ...string) string {
 	}
 	d := NewDispatcher(tab)
 	d.SetObserver(obs)
-	n := NewNative(d, slog.New(slog.NewTextHandler(io.Discard, nil)), 10*time.Second, time.Minute)
+	// The defaults of a listener's limits: every deadline is kept up to date.
+	n := NewNative(d, slog.New(slog.NewTextHandler(io.Discard, nil)), ClientLimits{
+		MaxHeaderBytes: DefaultMaxHeaderBytes, ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout: 2 * time.Minute, WriteTimeout: time.Minute,
+	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)

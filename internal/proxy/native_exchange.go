@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -44,6 +43,15 @@ func (cc *clientConn) serveOne() bool {
 		}
 		return false
 	}
+	if max := cc.n.lim.MaxBodyBytes; max > 0 && req.ContentLength > max {
+		// Refused before routing: no backend slot is taken, nothing is sent.
+		cc.fail(ErrBodyTooLarge, "", false)
+		cc.linger = true
+		if obs != nil {
+			cc.observe(obs, &Attempt{}, 0)
+		}
+		return false
+	}
 	// The per-request state lives in the connection, reused: nothing here
 	// escapes to the heap per request.
 	cc.setBalancerRequest()
@@ -60,7 +68,7 @@ func (cc *clientConn) serveOne() bool {
 		}
 		return keep
 	}
-	cc.ex = exchange{cc: cc, a: &cc.attempt, req: req, resp: cc.ex.resp, replay: cc.ex.replay[:0]}
+	cc.ex = exchange{cc: cc, a: &cc.attempt, req: req, resp: cc.ex.resp, replay: cc.ex.replay[:0], pre: cc.ex.pre[:0]}
 	status, keep, err := cc.ex.run()
 	cc.backend.Store(nil)
 	cc.n.d.End(&cc.attempt, status, err)
@@ -146,8 +154,11 @@ type exchange struct {
 	tried       Tried       // backends this request was sent to, or tried to be
 	bodySent    bool        // the request body (if any) went out completely
 	bodyIn      int64       // request body bytes read from the client
+	interims    int         // informational responses read (forwarded or dropped)
 	headGone    bool        // the request head's bytes in the read buffer were overwritten
 	replay      []byte      // the whole request (head and body) kept for a retry; nil if none
+	pre         []byte      // a chunked body's head and first chunks, read before sending (preread)
+	preDone     bool        // pre holds the whole body
 	resp        h1.Response // reused across exchanges: its Headers keep their capacity
 	respHeadLen int
 }
@@ -184,13 +195,18 @@ func (ex *exchange) run() (int, bool, error) {
 		// header bytes that ex.req points into: only cc.meta and ex.req's
 		// numbers and flags are used after the request head has been built.
 		cc.br.Discard(cc.headLen)
+		if req.Chunked && !req.Expect100 && cc.n.lim.MaxBodyBytes > 0 {
+			if err := ex.preread(); err != nil {
+				return ex.prereadFailed(err)
+			}
+		}
 	}
 	ex.tried = Tried{}
 	ex.tried.Add(ex.a.Backend)
 	pooled := true
 	for {
 		var f *failedExchange
-		bc, err := ex.connect(pooled, hasBody || !idempotent)
+		bc, err := ex.connect(pooled)
 		if err != nil {
 			f = &failedExchange{kind: FailConnect, unsent: true, err: err}
 		} else {
@@ -264,6 +280,9 @@ func (ex *exchange) keepForReplay(hasBody bool) error {
 func (ex *exchange) retry(f *failedExchange) (Attempt, bool) {
 	cc := ex.cc
 	fl := Failure{Kind: f.kind, Status: f.status, Err: f.err}
+	if f.kind != FailConnect && ex.interims > 0 {
+		return Attempt{}, false // the client already has part of this answer
+	}
 	if f.kind != FailConnect {
 		fl.Replayable = ex.replay != nil && ex.a.Upstream.RetryAllowed(f.kind, f.status, cc.meta.method)
 		if !fl.Replayable {
@@ -283,11 +302,11 @@ func (ex *exchange) retry(f *failedExchange) (Attempt, bool) {
 }
 
 // connect takes an idle connection to the backend (when pooled is true) or
-// dials a new one. When check is set (a request with a body, or one that is
-// not idempotent), a pooled connection is first checked for a close the
-// backend already sent: such a request cannot be sent again safely once it
-// went out, so it must not go out on a connection that is known to be dead.
-func (ex *exchange) connect(pooled, check bool) (*bconn, error) {
+// dials a new one. A pooled connection is first checked (one non-blocking
+// peek) for a close or for bytes the backend sent while it was idle: a
+// request with a body or a non-idempotent one cannot be sent again safely
+// once it went out, and stray bytes would be taken for the next response.
+func (ex *exchange) connect(pooled bool) (*bconn, error) {
 	up := ex.a.Upstream
 	if pooled {
 		idle := up.conns.idle(ex.a.Backend.Addr)
@@ -296,13 +315,17 @@ func (ex *exchange) connect(pooled, check bool) (*bconn, error) {
 			if bc == nil {
 				break
 			}
-			if !check || peerOpen(bc.c) {
+			// Every reuse is checked, idempotent requests too: a backend
+			// that sent bytes after its response (or closed) while the
+			// connection sat idle would answer the next request with them.
+			if peerOpen(bc.c) {
 				return bc, nil
 			}
 			bc.c.Close()
 		}
 	}
-	c, err := net.DialTimeout("tcp", ex.a.Backend.Addr, up.Timeouts.Connect)
+	// TCP, and the TLS handshake when the pool has tls, within timeouts.connect.
+	c, err := up.transport.dial(context.Background(), ex.a.Backend.Addr)
 	if err != nil {
 		return nil, errors.Join(ErrConnect, err)
 	}
@@ -317,6 +340,21 @@ func (ex *exchange) roundTrip(hasBody bool) (int, bool, error) {
 		// Kept whole for a retry: head and body go out in one write.
 		if _, err := bc.c.Write(ex.replay); err != nil {
 			return ex.broken(err, true)
+		}
+		ex.bodySent = true
+		return ex.relayResponse()
+	}
+	if len(ex.pre) > 0 {
+		// The head and the body's first chunks go out in one write, and the
+		// rest of the body streams after them.
+		if _, err := bc.c.Write(ex.pre); err != nil {
+			return ex.broken(err, true)
+		}
+		ex.headGone = true
+		if !ex.preDone {
+			if err := ex.sendBody(); err != nil {
+				return ex.bodyFailed(err)
+			}
 		}
 		ex.bodySent = true
 		return ex.relayResponse()
@@ -417,10 +455,16 @@ func (ex *exchange) sendBody() error {
 		ex.bodySent = true
 		return nil
 	}
-	cc.chunked.Reset(cc.br)
+	if len(ex.pre) == 0 { // else preread began the body
+		cc.chunked.Reset(cc.br)
+	}
+	max := cc.n.lim.MaxBodyBytes
 	for {
 		k, rerr := cc.chunked.Read(buf[:len(buf)-32])
 		ex.bodyIn += int64(k)
+		if max > 0 && ex.bodyIn > max {
+			return ErrBodyTooLarge
+		}
 		if k > 0 {
 			cc.scratch = h1.AppendChunk(cc.scratch[:0], buf[:k])
 			if _, err := bc.c.Write(cc.scratch); err != nil {
@@ -460,8 +504,66 @@ func (ex *exchange) bodyFailed(err error) (int, bool, error) {
 		return status, false, rerr
 	}
 	ex.bc.c.Close()
-	if errors.Is(err, h1.ErrMalformed) {
+	switch {
+	case errors.Is(err, ErrBodyTooLarge):
+		// Part of the body went to the backend: closing both connections is
+		// the only way to tell both that the request is void.
+		return 0, false, err
+	case errors.Is(err, h1.ErrMalformed):
 		ex.cc.writeError(400, false)
+		return 0, false, errors.Join(ErrBadRequest, err)
+	}
+	return 0, false, errors.Join(ErrClientGone, err)
+}
+
+// preread builds the request head and reads the part of a chunked body the
+// client has sent so far (read, or waiting in the socket), up to one buffer,
+// into ex.pre, so that a body already past max_body_bytes gets 413 before
+// anything is sent to a backend. It does not wait for more: a client that
+// sends a little (or nothing) and waits for an answer is forwarded at once.
+// The head is built first: reading the body may move the header bytes in the
+// read buffer.
+func (ex *exchange) preread() error {
+	cc := ex.cc
+	hi := headInfo{clientIP: cc.ip, backendAddr: ex.a.Backend.Addr}
+	ex.pre = appendRequestHead(ex.pre[:0], ex.req, &hi)
+	cc.meta.setID(hi.requestID)
+	bp := cc.n.bodyBufs.Get().(*[]byte)
+	defer cc.n.bodyBufs.Put(bp)
+	buf := (*bp)[:len(*bp)-32]
+	cc.chunked.Reset(cc.br)
+	for len(ex.pre) < copyBufSize && (cc.br.Buffered() > 0 || inQueue(cc.c) > 0) {
+		k, err := cc.chunked.Read(buf)
+		ex.bodyIn += int64(k)
+		if ex.bodyIn > cc.n.lim.MaxBodyBytes {
+			return ErrBodyTooLarge
+		}
+		if k > 0 {
+			ex.pre = h1.AppendChunk(ex.pre, buf[:k])
+		}
+		if err == io.EOF {
+			ex.pre = h1.AppendLastChunk(ex.pre, cc.chunked.Trailers())
+			ex.preDone = true
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil // the rest is not here yet: it streams
+}
+
+// prereadFailed answers a chunked body that preread could not take: 413 over
+// the cap, 400 malformed; nothing was sent to a backend.
+func (ex *exchange) prereadFailed(err error) (int, bool, error) {
+	cc := ex.cc
+	switch {
+	case errors.Is(err, ErrBodyTooLarge):
+		cc.fail(err, "", false)
+		cc.linger = true
+		return 0, false, err
+	case errors.Is(err, h1.ErrMalformed):
+		cc.writeError(400, false)
 		return 0, false, errors.Join(ErrBadRequest, err)
 	}
 	return 0, false, errors.Join(ErrClientGone, err)
@@ -475,7 +577,9 @@ func (ex *exchange) broken(err error, unsent bool) (int, bool, error) {
 	bc := ex.bc
 	bc.c.Close()
 	f := &failedExchange{kind: FailReset, unsent: unsent, err: classifyNative(err)}
-	f.stale = bc.reused && (unsent || isConnClosed(err))
+	// Once a 1xx went to the client the request was surely received: no
+	// transparent resend.
+	f.stale = bc.reused && ex.interims == 0 && (unsent || isConnClosed(err))
 	if errors.Is(f.err, ErrResponseTimeout) {
 		f.kind = FailTimeout
 	}

@@ -46,10 +46,12 @@ func (ex *exchange) readResponseHead() error {
 // on to the client — and relays the final one.
 func (ex *exchange) relayResponse() (int, bool, error) {
 	bc := ex.bc
+	// One deadline for the final response, informational ones included: a
+	// backend sending 1xx forever must not hold the client past it.
+	if d := ex.a.Upstream.Timeouts.ResponseHeader; d > 0 {
+		bc.rd.set(bc.c, time.Now().Add(d), d/8)
+	}
 	for {
-		if d := ex.a.Upstream.Timeouts.ResponseHeader; d > 0 {
-			bc.rd.set(bc.c, time.Now().Add(d), d/8)
-		}
 		err := ex.readResponseHead()
 		if err != nil {
 			return ex.broken(err, false)
@@ -64,6 +66,9 @@ func (ex *exchange) relayResponse() (int, bool, error) {
 		if st >= 200 || st == http.StatusSwitchingProtocols {
 			return ex.relayParsed()
 		}
+		if ex.interims++; ex.interims > maxInterim {
+			return ex.broken(errors.Join(ErrBadResponse, fmt.Errorf("more than %d informational responses", maxInterim)), false)
+		}
 		if st == http.StatusContinue { // a stray 100: dropped
 			bc.br.Discard(ex.respHeadLen)
 			continue
@@ -73,6 +78,9 @@ func (ex *exchange) relayResponse() (int, bool, error) {
 		}
 	}
 }
+
+// maxInterim bounds the informational (1xx) responses before the final one.
+const maxInterim = 1024
 
 // forwardInterim passes an informational response (103 Early Hints) on to an
 // HTTP/1.1 client (HTTP/1.0 clients do not know 1xx) and consumes it.
@@ -256,6 +264,7 @@ func (ex *exchange) switchProtocols() (int, bool, error) {
 		bc.c.Close()
 		return resp.Status, false, errors.Join(ErrClientGone, err)
 	}
+	cc.out.clearDeadline()
 	done := make(chan struct{})
 	go func() {
 		io.Copy(bc.c, cc.br) // what the client sent early is in cc.br first

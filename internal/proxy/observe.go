@@ -45,17 +45,30 @@ func fillAttempt(e *accesslog.Entry, a *Attempt) {
 	}
 }
 
-// countingConn counts the bytes written to a client connection.
+// countingConn is a client connection's write side for the native engine: it
+// counts the bytes written, and with a write timeout moves the write deadline
+// before each write (by more than slack only), so that a client that takes no
+// bytes for that long is cut off while one that keeps reading never is.
 type countingConn struct {
 	net.Conn
-	n int64
+	n       int64
+	timeout time.Duration
+	slack   time.Duration
+	wd      writeDeadline
 }
 
 func (c *countingConn) Write(p []byte) (int, error) {
+	if c.timeout > 0 {
+		c.wd.set(c.Conn, time.Now().Add(c.timeout), c.slack)
+	}
 	k, err := c.Conn.Write(p)
 	c.n += int64(k)
 	return k, err
 }
+
+// clearDeadline removes the write deadline: a tunnel's bytes are written to
+// the connection directly, and may stop for as long as the peers like.
+func (c *countingConn) clearDeadline() { c.wd.set(c.Conn, time.Time{}, 0) }
 
 // observe reports the request cc just finished to obs. a may be the zero
 // Attempt (no backend was chosen); bodyIn is the request body's length.

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"errors"
 	"net"
 	"syscall"
@@ -10,6 +11,11 @@ import (
 // peer: a non-blocking peek that sees neither data nor end of stream. It
 // costs one system call and never waits.
 func peerOpen(c net.Conn) bool {
+	if tc, ok := c.(*tls.Conn); ok {
+		// Below TLS: a backend done with the connection sends a close_notify
+		// alert (bytes: "not in step") or just a FIN; both mean closed.
+		c = tc.NetConn()
+	}
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return true

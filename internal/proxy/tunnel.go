@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"time"
 )
 
 // tunnel finishes a protocol switch (WebSocket and any other Upgrade): it sends
@@ -29,6 +30,9 @@ func (h *Handler) tunnel(w http.ResponseWriter, r *http.Request, resp *http.Resp
 		return 0, false, nil
 	}
 	defer clientConn.Close()
+	// The server's deadlines (write_timeout) do not apply to a tunnel, whose
+	// bytes may stop for as long as the peers like.
+	clientConn.SetDeadline(time.Time{})
 	if !h.tunnels.add(clientConn, struct{}{}) {
 		return 0, false, ErrClientGone // shutting down
 	}

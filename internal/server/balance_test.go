@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -109,17 +110,23 @@ func TestLeastConnAvoidsBusyBackend(t *testing.T) {
 	// Requests to /slow park on the slow backend (the fast one answers them
 	// at once); once one is parked, every new request must go to the idle one.
 	var wg sync.WaitGroup
+	var answered atomic.Int64 // /slow requests the fast backend answered
 	c := testutil.Client()
 	for range 6 {
 		wg.Go(func() {
 			resp, err := c.Get(url + "/slow")
 			if err == nil {
 				resp.Body.Close()
+				answered.Add(1)
 			}
 		})
 	}
 	b := s.Pool("app").Backend(slow.Addr())
-	testutil.WaitFor(t, 5*time.Second, "slow requests parked", func() bool { return b.InFlight() >= 1 })
+	// Every /slow request is placed (parked, or answered by the fast one)
+	// before the test's own: none of them can tie with it on the way.
+	testutil.WaitFor(t, 5*time.Second, "slow requests placed", func() bool {
+		return b.InFlight() >= 1 && b.InFlight()+answered.Load() == 6
+	})
 	got := count(hits(t, url+"/", 20))
 	if got["fast"] != 20 {
 		t.Fatalf("least_conn sent %d of 20 requests to the busy backend: %v", got["slow"], got)

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"slices"
@@ -28,6 +29,19 @@ func poolSettings(pc *config.Pool) (pool.Settings, error) {
 		s.StickyTTL = pc.Sticky.TTL.D()
 	}
 	return s, nil
+}
+
+// clientLimits turns a listener's limits into what its HTTP engine enforces
+// (max_conns is enforced around accept: limitConns).
+func clientLimits(lc *config.Listener) proxy.ClientLimits {
+	l := &lc.Limits
+	return proxy.ClientLimits{
+		MaxHeaderBytes:    cmp.Or(l.MaxHeaderBytes, config.DefaultMaxHeaderBytes),
+		MaxBodyBytes:      int64(l.MaxBodyBytes),
+		ReadHeaderTimeout: l.ReadHeaderTimeout.D(),
+		IdleTimeout:       l.IdleTimeout.D(),
+		WriteTimeout:      l.WriteTimeout.D(),
+	}
 }
 
 func timeouts(pc *config.Pool) proxy.Timeouts {
@@ -63,10 +77,21 @@ type upstreams map[string]*proxy.Upstream
 
 // buildUpstreams creates or updates every pool of cfg. Pools and upstreams
 // that already exist in old are updated in place (keeping their backends'
-// state and their idle connections) unless their timeouts changed, in which
-// case the pool is kept and a new upstream made. It returns the new set and the
+// state and their idle connections) unless their timeouts or link (tls,
+// backend_protocol, the CA file's contents) changed, in which case the pool is
+// kept and a new upstream made. It returns the new set and the
 // upstreams of old that are no longer used.
 func (s *Server) buildUpstreams(cfg *config.Config, old upstreams) (upstreams, []*proxy.Upstream, error) {
+	// The links read files (CA certificates): read them all before any pool
+	// changes, so that a file that cannot be read changes nothing.
+	links := make(map[string]proxy.Link, len(cfg.Pools))
+	for _, name := range cfg.PoolOrder {
+		l, err := backendLink(name, cfg.Pools[name])
+		if err != nil {
+			return nil, nil, err
+		}
+		links[name] = l
+	}
 	next := make(upstreams, len(cfg.Pools))
 	keep := make(map[string][]string, len(cfg.Pools))
 	for _, name := range cfg.PoolOrder {
@@ -96,15 +121,15 @@ func (s *Server) buildUpstreams(cfg *config.Config, old upstreams) (upstreams, [
 				}
 			}
 			up = prev
-			if prev.Timeouts != t {
-				up = proxy.NewUpstream(prev.Pool, t)
+			if prev.Timeouts != t || prev.LinkID() != links[name].ID {
+				up = proxy.NewUpstreamLink(prev.Pool, t, links[name])
 			}
 		} else {
 			p, err := pool.New(name, settings, bs)
 			if err != nil {
 				return nil, nil, err
 			}
-			up = proxy.NewUpstream(p, t)
+			up = proxy.NewUpstreamLink(p, t, links[name])
 		}
 		up.SetRetryPolicy(retryPolicy(pc.Retries))
 		up.SetQueue(pc.Queue.Max, pc.Queue.Timeout.D())

@@ -68,8 +68,9 @@ func fileListener(f *os.File) (*net.TCPListener, error) {
 }
 
 // listen returns the socket for the listener name on addr: the inherited one
-// of that name if its address is addr, else a freshly bound one. An inherited
-// socket is used at most once. The caller holds s.mu.
+// of that name if its address is addr, else the socket of a running listener
+// bound to addr (runningSocket), else a freshly bound one. An inherited socket
+// is used at most once. The caller holds s.mu.
 func (s *Server) listen(name, addr string) (net.Listener, error) {
 	var ln *net.TCPListener
 	if in, ok := s.inherited[name]; ok {
@@ -82,6 +83,9 @@ func (s *Server) listen(name, addr string) (net.Listener, error) {
 			in.Close()
 		}
 	}
+	if ln == nil && name != adminSocket {
+		ln = s.runningSocket(name, addr)
+	}
 	if ln == nil {
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
@@ -90,6 +94,33 @@ func (s *Server) listen(name, addr string) (net.Listener, error) {
 		ln = l.(*net.TCPListener)
 	}
 	return newGatedListener(ln), nil
+}
+
+// runningSocket returns a duplicate of the socket of a running listener bound
+// to addr, or nil. A listener that a reload rebuilds on its address (its
+// engine, protocol or limits changed) takes the socket over this way: binding
+// it again would fail while the old listener drains, and no connection is
+// refused in between. The old listener closes only its own descriptor when it
+// shuts down. The caller holds s.mu.
+func (s *Server) runningSocket(name, addr string) *net.TCPListener {
+	for _, l := range s.listeners {
+		if !sameAddr(l.ln.Addr(), addr) {
+			continue
+		}
+		f, err := socketFile(l.ln)
+		if err == nil {
+			var ln *net.TCPListener
+			if ln, err = fileListener(f); err == nil {
+				s.log.Info("socket taken over from the running listener", "listener", name,
+					"from", l.cfg.Name, "addr", ln.Addr().String())
+				return ln
+			}
+		}
+		s.log.Warn("socket of the running listener not taken over", "listener", name,
+			"from", l.cfg.Name, "err", err)
+		return nil
+	}
+	return nil
 }
 
 // closeInherited closes the inherited sockets no listener took. Run calls it

@@ -8,15 +8,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"reflect"
 	"time"
 
 	"ballast/internal/config"
 	"ballast/internal/proxy"
 )
 
-// Client-side limits of HTTP listeners. They protect a small server out of the
-// box; see the README's config reference.
+// Client-side limits of the admin listener (HTTP listeners have their own,
+// limits in the config: clientLimits).
 const (
 	// readHeaderTimeout bounds how long a client may take to send a request
 	// header (slow-header attacks).
@@ -30,15 +29,17 @@ const (
 
 // listener is one bound socket and the engine serving it.
 type listener struct {
-	cfg config.Listener
-	ln  net.Listener
+	cfg    config.Listener
+	ln     net.Listener
+	accept net.Listener // what the engine accepts on: ln, capped at limits.max_conns
 
-	// http: the native engine, or net/http (TLS, or engine: net_http)
+	// http: the native engine, or net/http (tls, h2c, redirect_https, or engine: net_http)
 	disp    *proxy.Dispatcher
 	native  *proxy.Native
 	handler *proxy.Handler
 	srv     *http.Server
-	tlsConf *tls.Config
+	tlsConf *tls.Config  // what srv serves TLS with: it asks certs for each handshake
+	certs   *listenerTLS // TLS listeners: the certificates, swapped on reload
 
 	// tcp
 	tcp *proxy.TCPProxy
@@ -49,37 +50,54 @@ type listener struct {
 func (s *Server) newListener(lc *config.Listener) (*listener, error) {
 	l := &listener{cfg: *lc}
 	if lc.TLS != nil {
-		cert, err := tls.LoadX509KeyPair(lc.TLS.Cert, lc.TLS.Key)
+		certs, err := newListenerTLS(lc)
 		if err != nil {
-			return nil, fmt.Errorf("listener %q: tls: %w", lc.Name, err)
+			return nil, err
 		}
-		l.tlsConf = &tls.Config{
-			Certificates: []tls.Certificate{cert},
-			MinVersion:   tls.VersionTLS12,
-		}
+		l.certs, l.tlsConf = certs, certs.serverConfig()
 	}
 	ln, err := s.listen(lc.Name, lc.Listen)
 	if err != nil {
 		return nil, bindError(lc, err)
 	}
 	l.ln = ln
+	l.accept = limitConns(ln, lc.Limits.MaxConns)
 	log := s.log.With("listener", lc.Name)
 	switch {
 	case lc.Protocol == config.ProtocolTCP:
 		l.tcp = proxy.NewTCPProxy(log)
-	case lc.TLS == nil && lc.Engine == config.EngineNative:
+		l.tcp.SetIdleTimeout(lc.Limits.IdleTimeout.D())
+	case !lc.NetHTTP():
 		l.disp = proxy.NewDispatcher(nil)
-		l.native = proxy.NewNative(l.disp, log, readHeaderTimeout, clientIdleTimeout)
+		l.native = proxy.NewNative(l.disp, log, clientLimits(lc))
 	default:
 		l.disp = proxy.NewDispatcher(nil)
-		l.handler = proxy.NewHandler(l.disp, log, lc.TLS != nil)
+		lim := clientLimits(lc)
+		l.handler = proxy.NewHandler(l.disp, log, lc.TLS != nil, lim)
+		var h http.Handler = l.handler
+		if lc.RedirectHTTPS {
+			// Every request is redirected, even on a listener with routes;
+			// the handler stays for the shutdown path, and gets no request.
+			h = redirectHTTPS{}
+		}
 		l.srv = &http.Server{
-			Handler:           l.handler,
-			ReadHeaderTimeout: readHeaderTimeout,
-			IdleTimeout:       clientIdleTimeout,
-			MaxHeaderBytes:    maxHeaderBytes,
+			Handler:           h,
+			ReadHeaderTimeout: lim.ReadHeaderTimeout,
+			IdleTimeout:       lim.IdleTimeout,
+			MaxHeaderBytes:    lim.MaxHeaderBytes,
+			WriteTimeout:      lim.WriteTimeout, // the handler moves it on per write
 			TLSConfig:         l.tlsConf,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		}
+		if lc.H2C {
+			// HTTP/2 with prior knowledge next to HTTP/1.1 (no "Upgrade: h2c").
+			var p http.Protocols
+			p.SetHTTP1(true)
+			p.SetUnencryptedHTTP2(true)
+			l.srv.Protocols = &p
+		}
+		if lc.TLS != nil || lc.H2C {
+			l.srv.HTTP2 = http2Server()
 		}
 	}
 	return l, nil
@@ -88,8 +106,7 @@ func (s *Server) newListener(lc *config.Listener) (*listener, error) {
 // sameSocket reports whether lc can keep l's socket across a reload.
 func (l *listener) sameSocket(lc *config.Listener) bool {
 	return l.cfg.Listen == lc.Listen && l.cfg.Protocol == lc.Protocol && l.cfg.Engine == lc.Engine &&
-		(l.cfg.TLS == nil) == (lc.TLS == nil) &&
-		(l.cfg.TLS == nil || reflect.DeepEqual(*l.cfg.TLS, *lc.TLS)) &&
+		(l.cfg.TLS == nil) == (lc.TLS == nil) && // the certificates are swapped in place (Reload)
 		l.cfg.H2C == lc.H2C && l.cfg.RedirectHTTPS == lc.RedirectHTTPS && l.cfg.Limits == lc.Limits
 }
 
@@ -111,18 +128,19 @@ func (l *listener) setUpstreams(ups upstreams) error {
 	return nil
 }
 
-// serve runs the accept loop until shutdown.
+// serve runs the accept loop until shutdown. Every engine accepts on
+// l.accept, so that max_conns holds for all of them in one place.
 func (l *listener) serve() error {
 	var err error
 	switch {
 	case l.tcp != nil:
-		err = l.tcp.Serve(l.ln)
+		err = l.tcp.Serve(l.accept)
 	case l.native != nil:
-		err = l.native.Serve(l.ln)
+		err = l.native.Serve(l.accept)
 	case l.tlsConf != nil:
-		err = l.srv.ServeTLS(l.ln, "", "")
+		err = l.srv.ServeTLS(l.accept, "", "")
 	default:
-		err = l.srv.Serve(l.ln)
+		err = l.srv.Serve(l.accept)
 	}
 	if errors.Is(err, http.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
 		return nil

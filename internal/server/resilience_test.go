@@ -307,12 +307,12 @@ func TestSlowStartRamp(t *testing.T) {
 	s, url := start(t, httpConfig(t, `
 algorithm: weighted_round_robin
 slow_start: 3s
-health_check: {type: http, path: /healthz, interval: 100ms, timeout: 100ms, rise: 1, fall: 1}
+health_check: {type: http, path: /healthz, interval: 300ms, timeout: 250ms, rise: 1, fall: 2}
 `+retryAll, addrs...))
 	apps[1].kill()
-	waitState(t, s, addrs[1], backend.StateDown, 2*time.Second)
+	waitState(t, s, addrs[1], backend.StateDown, 4*time.Second)
 	apps[1].start()
-	waitState(t, s, addrs[1], backend.StateUp, 2*time.Second)
+	waitState(t, s, addrs[1], backend.StateUp, 4*time.Second)
 	up := time.Now()
 
 	const bucket = 500 * time.Millisecond

@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -146,18 +147,34 @@ func (s *Server) Pool(name string) *pool.Pool {
 // Reload applies a new (validated) config: pools are updated in place (their
 // backends keep health state and counters), routing tables are swapped
 // atomically, listeners whose address and protocol did not change keep their
-// sockets, new ones are bound and removed ones drained. If a new listener
-// cannot bind, nothing changes and the error is returned.
+// sockets, new ones are bound and removed ones drained. A TLS listener that
+// keeps its socket re-reads its certificate files (even when their paths did
+// not change), for new handshakes. If a new listener cannot bind, or a
+// certificate cannot be loaded, nothing changes and the error is returned.
 func (s *Server) Reload(cfg *config.Config) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.running {
 		return errors.New("server is not running")
 	}
-	// Bind what is new first: the only step that can fail for outside reasons.
+	// Bind what is new first, and read the certificates of the TLS listeners
+	// that stay (their files may have new contents): the only steps that can
+	// fail for outside reasons.
 	fresh := make(map[string]*listener)
+	certs := make(map[string]*tls.Config)
 	for _, lc := range cfg.Listeners {
 		if old, ok := s.listeners[lc.Name]; ok && old.sameSocket(&lc) {
+			if lc.TLS == nil {
+				continue
+			}
+			conf, err := handshakeConfig(&lc)
+			if err != nil {
+				for _, f := range fresh {
+					f.ln.Close()
+				}
+				return err
+			}
+			certs[lc.Name] = conf
 			continue
 		}
 		l, err := s.newListener(&lc)
@@ -184,6 +201,9 @@ func (s *Server) Reload(cfg *config.Config) error {
 			l = s.listeners[lc.Name]
 		}
 		l.cfg = lc
+		if conf, ok := certs[lc.Name]; ok {
+			l.certs.conf.Store(conf) // new handshakes only; open connections keep theirs
+		}
 		if err := l.setUpstreams(ups); err != nil {
 			return err // validated configs route only to defined pools
 		}
