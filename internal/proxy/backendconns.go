@@ -19,6 +19,7 @@ type bconn struct {
 	idleFrom time.Time // when it was parked
 	reused   bool      // it served an exchange before this one
 	rd       readDeadline
+	pk       *peeker // checks it for a close or stray bytes before reuse
 }
 
 // idleConns keeps the idle keep-alive connections to one backend. get and put

@@ -318,7 +318,7 @@ func (ex *exchange) connect(pooled bool) (*bconn, error) {
 			// Every reuse is checked, idempotent requests too: a backend
 			// that sent bytes after its response (or closed) while the
 			// connection sat idle would answer the next request with them.
-			if peerOpen(bc.c) {
+			if bc.pk.peerOpen() {
 				return bc, nil
 			}
 			bc.c.Close()
@@ -330,7 +330,7 @@ func (ex *exchange) connect(pooled bool) (*bconn, error) {
 		return nil, errors.Join(ErrConnect, err)
 	}
 	br := bufio.NewReaderSize(c, backendReadBuf)
-	return &bconn{c: c, br: br}, nil
+	return &bconn{c: c, br: br, pk: newPeeker(c)}, nil
 }
 
 // roundTrip sends the request on ex.bc and relays the response.

@@ -7,36 +7,53 @@ import (
 	"syscall"
 )
 
-// peerOpen reports whether an idle connection has not been closed by its
-// peer: a non-blocking peek that sees neither data nor end of stream. It
-// costs one system call and never waits.
-func peerOpen(c net.Conn) bool {
+// peeker checks an idle connection for a close or stray bytes from its peer:
+// a non-blocking peek that must see neither data nor end of stream. It costs
+// one system call, never waits, and allocates nothing per check (the raw
+// connection and the callback are resolved once, when the connection is made).
+type peeker struct {
+	raw  syscall.RawConn // nil: the connection has no file descriptor
+	fn   func(fd uintptr) bool
+	b    [1]byte
+	open bool
+}
+
+// newPeeker prepares the checks of c (below TLS: a backend done with the
+// connection sends a close_notify alert — bytes, "not in step" — or just a
+// FIN; both mean closed).
+func newPeeker(c net.Conn) *peeker {
 	if tc, ok := c.(*tls.Conn); ok {
-		// Below TLS: a backend done with the connection sends a close_notify
-		// alert (bytes: "not in step") or just a FIN; both mean closed.
 		c = tc.NetConn()
 	}
-	sc, ok := c.(syscall.Conn)
-	if !ok {
+	p := &peeker{}
+	if sc, ok := c.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			p.raw = raw
+		}
+	}
+	p.fn = p.peek
+	return p
+}
+
+func (p *peeker) peek(fd uintptr) bool {
+	n, _, err := syscall.Recvfrom(int(fd), p.b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	switch {
+	case n == 0 && err == nil: // end of stream: the peer closed
+		p.open = false
+	case err != nil && !errors.Is(err, syscall.EAGAIN):
+		p.open = false // reset, or another error
+	case n > 0: // unsolicited bytes on an idle connection: not in step
+		p.open = false
+	}
+	return true // never wait
+}
+
+// peerOpen reports whether the connection is still open and quiet.
+func (p *peeker) peerOpen() bool {
+	if p.raw == nil {
 		return true
 	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return false
-	}
-	open := true
-	var b [1]byte
-	err = rc.Read(func(fd uintptr) bool {
-		n, _, rerr := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		switch {
-		case n == 0 && rerr == nil: // end of stream: the peer closed
-			open = false
-		case rerr != nil && !errors.Is(rerr, syscall.EAGAIN):
-			open = false // reset, or another error
-		case n > 0: // unsolicited bytes on an idle connection: not in step
-			open = false
-		}
-		return true // never wait
-	})
-	return err == nil && open
+	p.open = true
+	err := p.raw.Read(p.fn)
+	return err == nil && p.open
 }
