@@ -59,6 +59,8 @@ func (a *app) start() {
 	a.t.Helper()
 	_, port, _ := net.SplitHostPort(a.addr)
 	cmd := exec.Command("python3", "testdata/app.py", a.name, port)
+	// Dies with the test process even if that crashes before its cleanups.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		a.t.Fatal(err)
