@@ -71,20 +71,14 @@ func lingerClose(c net.Conn) {
 	io.CopyN(io.Discard, c, lingerBytes)
 }
 
-// writeDeadline tracks a connection's write deadline so that it is changed
-// only when it must move by more than a slack: readDeadline's twin.
-type writeDeadline struct{ at time.Time }
+// writeDeadline is readDeadline for writes.
+type writeDeadline struct{ deadline }
 
-// set moves the deadline to at (zero: none) unless it is already within slack of it.
+// set moves the write deadline to at (zero: none) unless it is already within slack of it.
 func (d *writeDeadline) set(c net.Conn, at time.Time, slack time.Duration) {
-	switch {
-	case at.IsZero() && d.at.IsZero():
-		return
-	case !at.IsZero() && !d.at.IsZero() && at.Sub(d.at).Abs() <= slack:
-		return
+	if d.due(at, slack) {
+		c.SetWriteDeadline(at)
 	}
-	d.at = at
-	c.SetWriteDeadline(at)
 }
 
 // timerSlack is how far a deadline of timeout d may drift before it is moved:

@@ -376,20 +376,31 @@ func (cc *clientConn) keepMeta() {
 // come quicker than this need none.
 const deadlineSlack = time.Second
 
-// readDeadline tracks a connection's read deadline so that it is changed only
+// deadline tracks one of a connection's deadlines so that it is changed only
 // when it must move by more than a slack.
-type readDeadline struct{ at time.Time }
+type deadline struct{ at time.Time }
 
-// set moves the deadline to at (zero: none) unless it is already within slack of it.
-func (d *readDeadline) set(c net.Conn, at time.Time, slack time.Duration) {
+// due records at (zero: none) and reports whether the connection's deadline
+// must be set to it: not when it is already within slack of it.
+func (d *deadline) due(at time.Time, slack time.Duration) bool {
 	switch {
 	case at.IsZero() && d.at.IsZero():
-		return
+		return false
 	case !at.IsZero() && !d.at.IsZero() && at.Sub(d.at).Abs() <= slack:
-		return
+		return false
 	}
 	d.at = at
-	c.SetReadDeadline(at)
+	return true
+}
+
+// readDeadline tracks a connection's read deadline (see deadline).
+type readDeadline struct{ deadline }
+
+// set moves the read deadline to at (zero: none) unless it is already within slack of it.
+func (d *readDeadline) set(c net.Conn, at time.Time, slack time.Duration) {
+	if d.due(at, slack) {
+		c.SetReadDeadline(at)
+	}
 }
 
 // growReader moves a header block that outgrew the read buffer into one the
