@@ -187,7 +187,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 		srv: srv, log: log, pidFile: pidFile}
 	waitUpgrade := up.onSIGUSR2(ctx, stop)
 	if readyPipe != nil {
-		go reportReady(ctx, srv.Ready(), readyPipe, log)
+		go reportReady(ctx, launchedReady(ctx, srv), readyPipe, log)
 	}
 	if pidFile != "" {
 		if err := writePIDFile(pidFile); err != nil {
@@ -241,11 +241,5 @@ func warnUnimplemented(cfg *config.Config, log *slog.Logger) {
 	}
 	if cfg.Cluster != nil {
 		warn("cluster")
-	}
-	for _, name := range cfg.PoolOrder {
-		p := cfg.Pools[name]
-		if p.Launch != nil {
-			warn("pools." + name + ".launch")
-		}
 	}
 }

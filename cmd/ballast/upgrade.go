@@ -126,6 +126,26 @@ func parseListenFDs(v string) (map[string]int, error) {
 
 // reportReady writes readyLine to the upgrading parent once the server
 // serves, then closes the pipe; if ctx ends first it just closes it.
+// launchedReady closes once srv serves and the processes of its launched
+// pools are ready: only then may the old process stop accepting, or the
+// launched pools would have nothing to send requests to.
+func launchedReady(ctx context.Context, srv *server.Server) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-srv.Ready():
+		case <-ctx.Done():
+			return
+		}
+		select {
+		case <-srv.LaunchReady():
+			close(done)
+		case <-ctx.Done():
+		}
+	}()
+	return done
+}
+
 func reportReady(ctx context.Context, ready <-chan struct{}, f *os.File, log *slog.Logger) {
 	defer f.Close()
 	select {

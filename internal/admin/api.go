@@ -35,6 +35,30 @@ type Pool struct {
 	Algorithm string    `json:"algorithm"`
 	Queue     Queue     `json:"queue"`
 	Backends  []Backend `json:"backends"`
+	// Launch lists the processes ballast runs for the pool (launch); nil
+	// when it runs none.
+	Launch *Launch `json:"launch,omitempty"`
+}
+
+// Launch is a launched pool's processes.
+type Launch struct {
+	Command  []string `json:"command"`
+	MaxConns int      `json:"max_conns"`
+	// Restarts counts the instance exits nobody asked for.
+	Restarts  uint64     `json:"restarts"`
+	Instances []Instance `json:"instances"`
+}
+
+// Instance is one launched process: starting, running, backoff (it exited
+// and waits to be started again), stopping or stopped.
+type Instance struct {
+	ID       int       `json:"id"`
+	PID      int       `json:"pid"`
+	Addr     string    `json:"addr"`
+	State    string    `json:"state"`
+	Restarts uint64    `json:"restarts"`
+	LastExit string    `json:"last_exit,omitempty"`
+	Since    time.Time `json:"since"`
 }
 
 // Queue is a pool's waiting room.

@@ -45,6 +45,10 @@ const (
 	DefaultQueueMax = 1000
 	// DefaultQueueTimeout is how long a request may wait in a pool queue.
 	DefaultQueueTimeout = 5 * time.Second
+	// DefaultLaunchStartTimeout bounds a launched instance's start.
+	DefaultLaunchStartTimeout = 60 * time.Second
+	// DefaultLaunchStopTimeout is a launched instance's drain bound and stop grace.
+	DefaultLaunchStopTimeout = 10 * time.Second
 	// DefaultHealthCheckType is the active health check's kind.
 	DefaultHealthCheckType = "http"
 	// DefaultHealthCheckPath is the http health check's request path.
@@ -155,6 +159,10 @@ func poolDefaults(c *Config, path string, p *Pool) {
 	}
 	if p.BackendProtocol == "" {
 		p.BackendProtocol = DefaultBackendProtocol
+	}
+	if l := p.Launch; l != nil {
+		setDuration(c, path+".launch.start_timeout", &l.StartTimeout, DefaultLaunchStartTimeout)
+		setDuration(c, path+".launch.stop_timeout", &l.StopTimeout, DefaultLaunchStopTimeout)
 	}
 	t := &p.Timeouts
 	setDuration(c, path+".timeouts.connect", &t.Connect, DefaultConnectTimeout)

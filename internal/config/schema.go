@@ -273,6 +273,16 @@ type Launch struct {
 	Workdir string `yaml:"workdir"`
 	// Env is added to the environment ballast passes on (and overrides it).
 	Env map[string]string `yaml:"env"`
+	// MaxConns caps each instance's concurrent requests. Default: workers ×
+	// threads when the command is gunicorn (sync or gthread workers) or
+	// uWSGI and says how many; else no cap.
+	MaxConns int `yaml:"max_conns"`
+	// StartTimeout bounds how long an instance may take to pass its first
+	// health check. Default 60s.
+	StartTimeout Duration `yaml:"start_timeout"`
+	// StopTimeout bounds the wait for a draining instance's requests, and
+	// again the grace between SIGTERM and SIGKILL. Default 10s.
+	StopTimeout Duration `yaml:"stop_timeout"`
 }
 
 // Cluster is high availability of the ballast tier.

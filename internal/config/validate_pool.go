@@ -158,6 +158,9 @@ func (v *validator) launch(p string, l *Launch) {
 		v.add(p+".command", "command must contain {port}, where each instance gets its port")
 	}
 	v.atLeast(p+".instances", l.Instances, 1)
+	v.between(p+".max_conns", l.MaxConns, 0, MaxMaxConns)
+	v.nonNegative(p+".start_timeout", l.StartTimeout, true)
+	v.nonNegative(p+".stop_timeout", l.StopTimeout, true)
 	if l.Ports == "" {
 		v.add(p+".ports", "ports is required (a range such as 18000-18999)")
 		return

@@ -298,6 +298,11 @@ func (m *Monitor) record(p *prober, err error) {
 		p.fails++
 		p.passes = 0
 		p.last.Store(&reason)
+		if p.b.State() == backend.StateStarting {
+			// A starting backend is not serving yet: its failures are
+			// expected and must not count against it once it is up.
+			p.fails = 0
+		}
 	}
 	switch from := p.b.State(); {
 	case from == backend.StateUp && p.fails >= m.cfg.Fall:

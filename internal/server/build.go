@@ -110,6 +110,9 @@ func (s *Server) buildUpstreams(cfg *config.Config, old upstreams) (upstreams, [
 		t := timeouts(pc)
 		var up *proxy.Upstream
 		if prev, ok := old[name]; ok {
+			if pc.Launch != nil {
+				bs = append(bs, s.launchedBackends(name, prev.Pool)...)
+			}
 			before := prev.Pool.Snapshot().Backends
 			if err := prev.Pool.Update(settings, bs); err != nil {
 				return nil, nil, err

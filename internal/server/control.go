@@ -46,6 +46,9 @@ func (c control) State() admin.State {
 			}
 			p.Backends = append(p.Backends, ab)
 		}
+		if sup := s.sups[name]; sup != nil {
+			p.Launch = launchState(sup, pc)
+		}
 		st.Pools = append(st.Pools, p)
 	}
 	return st
@@ -160,14 +163,24 @@ func (c control) RemoveBackend(ctx context.Context, name, addr string) error {
 }
 
 // RestartPool restarts a launched pool's instances (see launch).
-func (c control) RestartPool(_ context.Context, name string) error {
+// It returns once every instance has been replaced, one at a time.
+func (c control) RestartPool(ctx context.Context, name string) error {
 	s := c.s
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, _, err := c.pool(name); err != nil {
+	_, _, err := c.pool(name)
+	sup := s.sups[name]
+	s.mu.Unlock()
+	if err != nil {
 		return err
 	}
-	return fmt.Errorf("pool %q is not launched by ballast (no launch section): nothing to restart: %w", name, admin.ErrConflict)
+	if sup == nil {
+		return fmt.Errorf("pool %q is not launched by ballast (no launch section): nothing to restart: %w", name, admin.ErrConflict)
+	}
+	s.log.Info("rolling restart", "pool", name, "source", "admin")
+	if err := sup.Restart(ctx); err != nil {
+		return fmt.Errorf("pool %q: rolling restart stopped: %w", name, err)
+	}
+	return nil
 }
 
 // Reload re-reads the config file, as SIGHUP does.

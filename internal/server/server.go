@@ -19,6 +19,7 @@ import (
 	"ballast/internal/health"
 	"ballast/internal/metrics"
 	"ballast/internal/pool"
+	"ballast/internal/supervisor"
 )
 
 // Server runs one ballast instance.
@@ -30,7 +31,9 @@ type Server struct {
 	cfg       *config.Config
 	ups       upstreams
 	listeners map[string]*listener
-	monitors  map[string]*monitor // active health checks by pool
+	monitors  map[string]*monitor               // active health checks by pool
+	sups      map[string]*supervisor.Supervisor // launched pools' processes
+	stopping  sync.WaitGroup                    // supervisors stopping after a reload removed them
 	// ejections are the pending ends of passive ejections, across reloads;
 	// stopped when Run returns.
 	ejections health.Timers
@@ -61,6 +64,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		reg:       pool.NewRegistry(),
 		listeners: make(map[string]*listener),
 		monitors:  make(map[string]*monitor),
+		sups:      make(map[string]*supervisor.Supervisor),
 		ready:     make(chan struct{}),
 		Version:   "dev",
 	}
@@ -105,6 +109,7 @@ func (s *Server) Run(ctx context.Context) error {
 		s.mu.Unlock()
 		return err
 	}
+	s.syncLaunch(s.cfg)
 	s.closeInherited()
 	for _, lc := range s.cfg.Listeners {
 		s.serve(s.listeners[lc.Name])
@@ -226,6 +231,7 @@ func (s *Server) Reload(cfg *config.Config) error {
 		s.log.Error("health checks not updated", "err", err)
 	}
 	s.syncRefused()
+	s.syncLaunch(cfg)
 	s.metrics.SetPools(cfg.PoolOrder)
 	s.metrics.Reloaded(true, cfg.Hash)
 	if err := s.sink.setAccessLog(cfg.AccessLog); err != nil {
@@ -291,6 +297,7 @@ func (s *Server) shutdown() {
 		wg.Go(func() { l.shutdown(timeout, s.log) })
 	}
 	wg.Wait()
+	s.stopLaunched()
 	for _, up := range ups {
 		up.Close()
 	}
