@@ -34,7 +34,20 @@ type Pool struct {
 	// Checks returns the active health check results of a backend; nil when
 	// the pool has no active checks.
 	Checks func(addr string) (passed, failed uint64)
+	// Launch is the pool's launched processes; nil when ballast runs none.
+	Launch *Launch
 }
+
+// Launch is what a launched pool's supervisor counts.
+type Launch struct {
+	// Restarts counts instance exits nobody asked for.
+	Restarts uint64
+	// States counts the instances by state (starting, running, backoff, stopping).
+	States map[string]int
+}
+
+// launchStates are the instance states reported, each as 0 or more.
+var launchStates = []string{"starting", "running", "backoff", "stopping"}
 
 // Metrics holds ballast's metrics. Its methods are safe for concurrent use.
 type Metrics struct {
@@ -205,6 +218,11 @@ var (
 		"Active health check probes of a backend by result (pass, fail).", []string{"pool", "backend", "result"}, nil)
 	descQueue = prometheus.NewDesc("ballast_queue_length",
 		"Requests waiting in a pool's queue for a backend below max_conns.", []string{"pool"}, nil)
+	descLaunchRestarts = prometheus.NewDesc("ballast_launch_restarts_total",
+		"Exits of a launched pool's instances that nobody asked for (crashes); each is restarted with backoff.", []string{"pool"}, nil)
+	descLaunchInstances = prometheus.NewDesc("ballast_launch_instances",
+		"A launched pool's instances by state (starting, running, backoff: exited and waiting to restart, stopping).",
+		[]string{"pool", "state"}, nil)
 )
 
 var classNames = [6]string{"error", "1xx", "2xx", "3xx", "4xx", "5xx"}
@@ -213,7 +231,7 @@ var states = []backend.State{backend.StateUp, backend.StateDown, backend.StateEj
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRequests, descFailures, descInFlight, descState, descEjections,
-		descLatency, descChecks, descQueue} {
+		descLatency, descChecks, descQueue, descLaunchRestarts, descLaunchInstances} {
 		ch <- d
 	}
 }
@@ -221,6 +239,12 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for _, p := range c.m.pools() {
 		ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(p.QueueLen), p.Name)
+		if l := p.Launch; l != nil {
+			ch <- prometheus.MustNewConstMetric(descLaunchRestarts, prometheus.CounterValue, float64(l.Restarts), p.Name)
+			for _, st := range launchStates {
+				ch <- prometheus.MustNewConstMetric(descLaunchInstances, prometheus.GaugeValue, float64(l.States[st]), p.Name, st)
+			}
+		}
 		for _, b := range p.Backends {
 			for class, n := range b.Responses() {
 				ch <- prometheus.MustNewConstMetric(descRequests, prometheus.CounterValue, float64(n), p.Name, b.Addr, classNames[class])

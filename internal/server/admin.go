@@ -131,6 +131,13 @@ func (s *Server) metricsPools() []metrics.Pool {
 		if m := s.monitors[name]; m != nil {
 			p.Checks = m.mon.Results
 		}
+		if sup := s.sups[name]; sup != nil {
+			l := &metrics.Launch{Restarts: sup.Restarts(), States: map[string]int{}}
+			for _, in := range sup.Status() {
+				l.States[in.State]++
+			}
+			p.Launch = l
+		}
 		out = append(out, p)
 	}
 	return out

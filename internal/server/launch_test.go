@@ -243,6 +243,9 @@ func TestLaunchReloadScalesAndRolls(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	if l := s.metricsPools()[0].Launch; l == nil || l.States["running"] != 2 {
+		t.Fatalf("metrics of the launched pool: %+v", l)
+	}
 	st, _ := json.Marshal((control{s}).State().Pools[0].Launch)
 	t.Logf("after the reloads: %s", st)
 }
