@@ -28,6 +28,7 @@ type Header interface{ Get(name string) string }
 // engine that carries it. TCP connections fill only ClientIP.
 type Request struct {
 	ClientIP netip.Addr
+	Method   string // "" for TCP
 	Host     string
 	Path     string
 	RawQuery string // without the '?'

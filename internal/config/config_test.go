@@ -129,7 +129,7 @@ func TestParseContractExample(t *testing.T) {
 		{"api default timeouts", api.Timeouts, Timeouts{Connect: Duration(DefaultConnectTimeout),
 			ResponseHeader: Duration(DefaultResponseHeaderTimeout), Idle: Duration(DefaultIdleTimeout)}},
 		{"api absent sections stay nil", api.HealthCheck == nil && api.Passive == nil, true},
-		{"api default queue", *api.Queue, Queue{Max: DefaultQueueMax, Timeout: Duration(DefaultQueueTimeout)}},
+		{"api default queue", *api.Queue, Queue{Max: DefaultQueueMax, Timeout: Duration(DefaultQueueTimeout), Admission: AdmissionAdaptive}},
 		{"api default retry budget", api.Retries.Budget, DefaultRetryBudget},
 		{"pg hash_on", pg.HashOn, "source_ip"},
 		{"vrrp", c.Cluster.VRRP.AdvertInterval.D(), 100 * time.Millisecond},

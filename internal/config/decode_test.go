@@ -108,7 +108,7 @@ func TestDefaultsExplicitZero(t *testing.T) {
 			func(p *Pool) any { return *p.Retries.IdempotentOnly }, false},
 		{"zero queue max stays 0", backend0 + "queue: {max: 0}\n", func(p *Pool) any { return p.Queue.Max }, 0},
 		{"empty queue gets defaults", backend0 + "queue: {}\n", func(p *Pool) any { return *p.Queue },
-			Queue{Max: DefaultQueueMax, Timeout: Duration(DefaultQueueTimeout)}},
+			Queue{Max: DefaultQueueMax, Timeout: Duration(DefaultQueueTimeout), Admission: AdmissionAdaptive}},
 		{"null health_check is absent", backend0 + "health_check:\n", func(p *Pool) any { return p.HealthCheck == nil }, true},
 		{"zero max_ejected_percent stays 0", backend0 + "passive: {max_ejected_percent: 0}\n",
 			func(p *Pool) any { return *p.Passive }, Passive{ConsecutiveFailures: 5, EjectFor: Duration(30 * time.Second)}},

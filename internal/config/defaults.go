@@ -140,6 +140,9 @@ func poolDefaults(c *Config, path string, p *Pool) {
 	if q := p.Queue; q != nil {
 		setInt(c, path+".queue.max", &q.Max, DefaultQueueMax)
 		setDuration(c, path+".queue.timeout", &q.Timeout, DefaultQueueTimeout)
+		if q.Admission == "" {
+			q.Admission = AdmissionAdaptive
+		}
 	}
 	if h := p.HealthCheck; h != nil {
 		healthDefaults(c, path+".health_check", h)

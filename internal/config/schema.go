@@ -200,7 +200,18 @@ type Queue struct {
 	Max int `yaml:"max"`
 	// Timeout is how long a request may wait before it gets 503. Default 5s.
 	Timeout Duration `yaml:"timeout"`
+	// Admission is who gets a freed slot: adaptive (default: requests of
+	// routes measured fast go first, and requests of slow routes may hold
+	// only the slots the fast ones do not need; a slow request that waited a
+	// second goes first) or fifo (first come, first served).
+	Admission string `yaml:"admission"`
 }
+
+// Queue admission orders.
+const (
+	AdmissionAdaptive = "adaptive"
+	AdmissionFIFO     = "fifo"
+)
 
 // HealthCheck is an active health check.
 type HealthCheck struct {

@@ -52,6 +52,9 @@ func (v *validator) pool(p string, pool *Pool) {
 	if q := pool.Queue; q != nil {
 		v.atLeast(p+".queue.max", q.Max, 0)
 		v.nonNegative(p+".queue.timeout", q.Timeout, true)
+		if q.Admission != AdmissionAdaptive && q.Admission != AdmissionFIFO {
+			v.add(p+".queue.admission", "unknown admission %q: want adaptive or fifo", q.Admission)
+		}
 	}
 	if h := pool.HealthCheck; h != nil {
 		v.health(p+".health_check", h)

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"ballast/internal/admission"
 	"ballast/internal/backend"
 	"ballast/internal/balancer"
 	"ballast/internal/config"
@@ -45,13 +46,17 @@ type Upstream struct {
 	refused   atomic.Pointer[func(*backend.Backend)]
 	budget    *Budget
 	queue     *queue.Queue[grant]
+	adm       *admission.Controller
+	adaptive  atomic.Bool // admission by route class (else FIFO)
 }
 
 // NewUpstream returns the data path's view of pool p, talking to its backends
 // with timeouts t. Close it when it is no longer used.
 func NewUpstream(p *pool.Pool, t Timeouts) *Upstream {
 	u := &Upstream{Pool: p, Timeouts: t, transport: newTransport(t), budget: NewBudget(),
-		queue: queue.New[grant](config.DefaultQueueMax, config.DefaultQueueTimeout)}
+		queue: queue.New[grant](config.DefaultQueueMax, config.DefaultQueueTimeout), adm: admission.New()}
+	u.queue.SetAging(admission.Aging)
+	u.adaptive.Store(true)
 	u.SetRetryPolicy(nil)
 	return u
 }
@@ -87,6 +92,15 @@ func (u *Upstream) SetRetryPolicy(p *RetryPolicy) {
 // SetQueue sets the pool's waiting room: at most max requests wait up to
 // timeout for a backend below its max_conns (max 0: none wait).
 func (u *Upstream) SetQueue(max int, timeout time.Duration) { u.queue.SetLimits(max, timeout) }
+
+// SetAdaptive chooses how waiting requests are admitted when the backends are
+// at their max_conns: by route class (true: fast routes first, slow routes
+// kept from holding every slot; see package admission) or first come, first
+// served.
+func (u *Upstream) SetAdaptive(on bool) { u.adaptive.Store(on) }
+
+// Admission returns the pool's admission figures.
+func (u *Upstream) Admission() admission.Stats { return u.adm.Stats() }
 
 // KickQueue hands free slots to waiting requests: call it when a backend
 // becomes usable (it came up, or was added), not only when a request ends.
@@ -138,6 +152,14 @@ type Attempt struct {
 	Retries   int
 	start     time.Time
 	responded time.Time // when the response header arrived (Responded)
+	adm       admit
+}
+
+// admit is a request's standing with its pool's admission control.
+type admit struct {
+	route uint64 // admission.Key; 0 when the pool does not learn
+	class admission.Class
+	held  bool // counted in service (admission.Controller.Enter)
 }
 
 // Begin routes r, picks a backend and counts the request in flight on it.
@@ -152,17 +174,63 @@ func (d *Dispatcher) Begin(ctx context.Context, r *balancer.Request) (Attempt, e
 	if p := up.retry.Load(); p.afterSend() {
 		up.budget.deposit(p.BudgetPercent)
 	}
-	g, waited, err := up.take(ctx, r)
+	g, waited, adm, err := up.take(ctx, r)
 	if err != nil {
 		return Attempt{}, err
 	}
-	return Attempt{Upstream: up, Backend: g.b, SetCookie: g.cookie, Queued: waited, start: d.clock()}, nil
+	return Attempt{Upstream: up, Backend: g.b, SetCookie: g.cookie, Queued: waited, start: d.clock(), adm: adm}, nil
 }
 
 // take picks a backend for r and counts the request in flight on it. When
 // every usable backend is at its max_conns the request waits its turn in the
-// queue; when none is up it fails at once.
-func (u *Upstream) take(ctx context.Context, r *balancer.Request) (grant, time.Duration, error) {
+// queue; when none is up it fails at once. In a pool whose backends have
+// max_conns, admission is adaptive unless turned off: the request's route
+// class (fast or slow, learned) is its queue lane, and slow requests may hold
+// only the slots fast ones do not need.
+func (u *Upstream) take(ctx context.Context, r *balancer.Request) (grant, time.Duration, admit, error) {
+	capacity := 0
+	if u.adaptive.Load() {
+		capacity = slots(u.Pool)
+	}
+	if capacity == 0 {
+		g, waited, err := u.takeFIFO(ctx, r)
+		return g, waited, admit{}, err
+	}
+	adm := admit{route: admission.Key(r.Method, r.Path)}
+	adm.class = u.adm.Classify(adm.route)
+	lane := int(adm.class)
+	if u.queue.LaneLen(0) == 0 && (adm.class == admission.Fast || u.queue.Len() == 0) {
+		if u.adm.Enter(adm.class, capacity, false) {
+			if b, cookie, ok := acquire(u.Pool, r); ok {
+				adm.held = true
+				return grant{b, cookie}, 0, adm, nil
+			}
+			u.adm.Leave(adm.class)
+		}
+		if !saturated(u.Pool) {
+			return grant{}, 0, admit{}, ErrNoBackend
+		}
+	}
+	start := time.Now()
+	g, waited, err := u.queue.WaitLane(ctx, lane, func() (grant, bool) {
+		if !u.adm.Enter(adm.class, slots(u.Pool), time.Since(start) > admission.Aging) {
+			return grant{}, false
+		}
+		b, cookie, ok := acquire(u.Pool, r)
+		if !ok {
+			u.adm.Leave(adm.class)
+		}
+		return grant{b, cookie}, ok
+	})
+	if err != nil {
+		return grant{}, waited, admit{}, queueError(err)
+	}
+	adm.held = true
+	return g, waited, adm, nil
+}
+
+// takeFIFO is take with first come, first served admission.
+func (u *Upstream) takeFIFO(ctx context.Context, r *balancer.Request) (grant, time.Duration, error) {
 	if u.queue.Len() == 0 {
 		if b, cookie, ok := acquire(u.Pool, r); ok {
 			return grant{b, cookie}, 0, nil
@@ -175,13 +243,36 @@ func (u *Upstream) take(ctx context.Context, r *balancer.Request) (grant, time.D
 		b, cookie, ok := acquire(u.Pool, r)
 		return grant{b, cookie}, ok
 	})
-	switch {
-	case errors.Is(err, queue.ErrFull), errors.Is(err, queue.ErrTimeout):
-		return grant{}, waited, errors.Join(ErrQueue, err)
-	case err != nil:
-		return grant{}, waited, errors.Join(ErrClientGone, err)
+	if err != nil {
+		return grant{}, waited, queueError(err)
 	}
 	return g, waited, nil
+}
+
+// queueError words a failed wait in the queue.
+func queueError(err error) error {
+	if errors.Is(err, queue.ErrFull) || errors.Is(err, queue.ErrTimeout) {
+		return errors.Join(ErrQueue, err)
+	}
+	return errors.Join(ErrClientGone, err)
+}
+
+// slots is how many requests p's usable backends take at once, when every
+// one of them has a max_conns; 0 when one has none (nothing is ever queued
+// for long, so admission has nothing to decide) or none is up.
+func slots(p *pool.Pool) int {
+	n := 0
+	for _, b := range p.Snapshot().Backends {
+		if b.State() != backend.StateUp || b.Backup() {
+			continue
+		}
+		m := b.MaxConns()
+		if m == 0 {
+			return 0
+		}
+		n += m
+	}
+	return n
 }
 
 // pickTries bounds how often a request picks again when the backend it
@@ -221,6 +312,9 @@ func (d *Dispatcher) Responded(a *Attempt) {
 	now := d.clock()
 	a.responded = now
 	a.Backend.ObserveLatency(now.Sub(a.start), now)
+	if a.adm.route != 0 {
+		a.Upstream.adm.Observe(a.adm.route, a.adm.class, now.Sub(a.start))
+	}
 }
 
 // End finishes an attempt: the request is no longer in flight on the backend,
@@ -232,6 +326,10 @@ func (d *Dispatcher) Responded(a *Attempt) {
 func (d *Dispatcher) End(a *Attempt, status int, err error) {
 	failed := status >= 500 || err != nil && StatusFor(err) >= 500
 	a.Backend.CountResponse(status)
+	if a.adm.held {
+		a.adm.held = false
+		a.Upstream.adm.Leave(a.adm.class) // before release hands the slot on
+	}
 	a.Upstream.release(a.Backend, failed, err)
 }
 
@@ -347,7 +445,9 @@ func (d *Dispatcher) Retry(a *Attempt, r *balancer.Request, tried *Tried, f Fail
 		return Attempt{}, ErrNoBackend
 	}
 	tried.Add(b)
-	return Attempt{Upstream: up, Backend: b, SetCookie: cookie, Retries: tried.Retries(), start: d.clock()}, nil
+	adm := a.adm // the request keeps its admission; a's End must not give it back
+	a.adm.held = false
+	return Attempt{Upstream: up, Backend: b, SetCookie: cookie, Retries: tried.Retries(), start: d.clock(), adm: adm}, nil
 }
 
 // errBudget: the retry budget is spent.

@@ -53,6 +53,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	clientIP := clientAddr(r.RemoteAddr)
 	breq := balancer.Request{
 		ClientIP: clientIP,
+		Method:   r.Method,
 		Host:     r.Host,
 		Path:     r.URL.Path,
 		RawQuery: r.URL.RawQuery,

@@ -86,6 +86,7 @@ func (cc *clientConn) setBalancerRequest() {
 	req := &cc.req
 	cc.breq = balancer.Request{
 		ClientIP: cc.ip,
+		Method:   unsafeString(req.Method),
 		Host:     unsafeString(req.Host),
 		Path:     unsafeString(req.Path),
 		RawQuery: unsafeString(req.Query),

@@ -74,7 +74,7 @@ func (p *TCPProxy) handle(client net.Conn) {
 	defer client.Close()
 	up := p.up.Load()
 	req := balancer.Request{ClientIP: clientAddr(client.RemoteAddr().String())}
-	g, _, err := up.take(context.Background(), &req)
+	g, _, err := up.takeFIFO(context.Background(), &req) // connections have no route to learn
 	if err != nil {
 		p.log.Warn("tcp connection refused by the pool", "client", client.RemoteAddr(), "err", err)
 		return

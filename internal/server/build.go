@@ -136,6 +136,7 @@ func (s *Server) buildUpstreams(cfg *config.Config, old upstreams) (upstreams, [
 		}
 		up.SetRetryPolicy(retryPolicy(pc.Retries))
 		up.SetQueue(pc.Queue.Max, pc.Queue.Timeout.D())
+		up.SetAdaptive(pc.Queue.Admission != config.AdmissionFIFO)
 		next[name] = up
 	}
 	var retired []*proxy.Upstream
