@@ -7,8 +7,13 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests use: python3 (demo backends), curl (demo script), chromium (the
 # dashboard's browser tests in internal/admin, which skip without it), redis-server and redis-tools
-# (TCP mode in front of a real Redis, internal/server/redis_test.go, which skips without them).
+# (TCP mode in front of a real Redis, internal/server/redis_test.go, which skips without them),
+# gunicorn, python3-flask and python3-uvicorn (launched app servers: internal/server/launch_test.go,
+# cmd/ballast/e2e_launch_test.go, the examples).
 need=()
+for pkg in gunicorn python3-flask python3-uvicorn; do
+	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || need+=("$pkg")
+done
 command -v python3 >/dev/null || need+=(python3)
 command -v curl >/dev/null || need+=(curl)
 command -v redis-server >/dev/null || need+=(redis-server)

@@ -17,7 +17,8 @@ import (
 	"ballast/internal/testutil"
 )
 
-// pyBackend runs examples/demo/backend.py as a real process on a free port.
+// pyBackend runs internal/server/testdata/app.py (a small app of Python's
+// standard library) as a real process on a free port.
 func pyBackend(t *testing.T, name string) (addr string, kill func()) {
 	t.Helper()
 	if _, err := exec.LookPath("python3"); err != nil {
@@ -25,7 +26,7 @@ func pyBackend(t *testing.T, name string) (addr string, kill func()) {
 	}
 	addr = testutil.FreeAddr(t)
 	_, port, _ := net.SplitHostPort(addr)
-	cmd := exec.Command("python3", "../../examples/demo/backend.py", name, port)
+	cmd := exec.Command("python3", "../../internal/server/testdata/app.py", name, port)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -13,11 +13,13 @@ import (
 	"time"
 )
 
-// demoPorts are the fixed ports examples/demo uses: ballast, then the backends.
-var demoPorts = []string{"127.0.0.1:8080", "127.0.0.1:9001", "127.0.0.1:9002", "127.0.0.1:9003"}
+// demoPorts are the fixed ports examples/demo uses: ballast, its admin API,
+// then the first app processes.
+var demoPorts = []string{"127.0.0.1:8080", "127.0.0.1:9090", "127.0.0.1:9001", "127.0.0.1:9002", "127.0.0.1:9003"}
 
 // TestE2EDemo runs the README's demo script as a user would and checks that
-// ballast rotates across its three Python backends. It uses fixed ports, so it
+// ballast rotates across the three Python processes it launched, then replaces
+// them with a rolling restart. It uses fixed ports, so it
 // is deliberately not parallel: Go runs it while no parallel test is running.
 func TestE2EDemo(t *testing.T) {
 	for _, tool := range []string{"bash", "python3", "curl"} {
@@ -31,23 +33,29 @@ func TestE2EDemo(t *testing.T) {
 		t.Fatalf("the demo: %v; output:\n%s", err, out)
 	}
 
-	var names []string
+	var ports, pids []string
 	for _, m := range demoResponse.FindAllStringSubmatch(out, -1) {
-		if m[1][len(m[1])-1] != m[2][len(m[2])-1] {
-			t.Errorf("%s answered from port %s", m[1], m[2])
+		pids = append(pids, m[1])
+		ports = append(ports, m[2])
+	}
+	if len(ports) != 9 {
+		t.Fatalf("want 9 responses from the app processes (6, a rolling restart, 3), got %d: %q", len(ports), ports)
+	}
+	// Round robin: three different processes in a row, then the same cycle again.
+	if ports[0] == ports[1] || ports[1] == ports[2] || ports[0] == ports[2] {
+		t.Errorf("the first three responses are not three different processes: %q", ports)
+	}
+	for i := 3; i < 6; i++ {
+		if ports[i] != ports[i-3] || pids[i] != pids[i-3] {
+			t.Errorf("response %d from %s/%s, want %s/%s (rotation)", i, pids[i], ports[i], pids[i-3], ports[i-3])
 		}
-		names = append(names, m[1])
 	}
-	if len(names) != 6 {
-		t.Fatalf("want 6 responses from the backends, got %d: %q", len(names), names)
-	}
-	// Round robin: three different backends in a row, then the same cycle again.
-	if names[0] == names[1] || names[1] == names[2] || names[0] == names[2] {
-		t.Errorf("the first three responses are not three different backends: %q", names)
-	}
-	for i := 3; i < len(names); i++ {
-		if names[i] != names[i-3] {
-			t.Errorf("response %d from %s, want %s (rotation): %q", i, names[i], names[i-3], names)
+	// After the rolling restart, three new processes answer.
+	for i := 6; i < 9; i++ {
+		for j := range 3 {
+			if pids[i] == pids[j] {
+				t.Errorf("response %d after the rolling restart from old process %s", i, pids[i])
+			}
 		}
 	}
 
@@ -74,7 +82,7 @@ func waitDemoPortsFree(t *testing.T) {
 }
 
 // demoResponse is one answer of a demo backend, as the script prints it.
-var demoResponse = regexp.MustCompile(`(?m)^hello from (backend-[123]) \(port (900[123])\) path=/ x-forwarded-for=127\.0\.0\.1$`)
+var demoResponse = regexp.MustCompile(`(?m)^hello from pid (\d+) \(port (90(?:0[1-9]|10))\) path=/$`)
 
 // runDemo runs examples/demo/run.sh --once (at most 2 minutes) and returns its
 // combined output and how it failed, if it did.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds ballast and runs it in front of three small Python backends.
+# Builds ballast and runs it with examples/demo/demo.yaml: ballast starts three
+# copies of a small Python app (standard library only) and balances across them.
 #   bash examples/demo/run.sh          # serve until Ctrl-C
-#   bash examples/demo/run.sh --once   # show the rotation, then stop
+#   bash examples/demo/run.sh --once   # show the rotation and a rolling restart, then stop
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 once=false
@@ -11,42 +12,49 @@ mkdir -p bin
 commit=$(git rev-parse --short HEAD 2>/dev/null || true)
 go build -ldflags "-X main.commit=${commit}" -o bin/ballast ./cmd/ballast
 
-pids=()
+pid=""
 cleanup() {
-	for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-	wait 2>/dev/null || true
+	# ballast drains and stops the app processes it started.
+	if [[ -n "$pid" ]]; then
+		kill "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	fi
 }
 trap cleanup EXIT
 trap 'exit 0' INT TERM
 
-for i in 1 2 3; do
-	python3 examples/demo/backend.py "backend-$i" "900$i" &
-	pids+=($!)
-done
-./bin/ballast run -c examples/demo/demo.yaml &
-pids+=($!)
+./bin/ballast run -c examples/demo/demo.yaml 2>>"${BALLAST_DEMO_LOG:-/dev/null}" &
+pid=$!
 
-# Wait until every backend and ballast answer.
-wait_for() {
-	for _ in $(seq 100); do
-		curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
-		sleep 0.1
-	done
-	echo "demo: $1 did not come up" >&2
+# Wait until ballast answers and all three app processes are up.
+up=0
+for _ in $(seq 200); do
+	up=$(curl -fsS http://127.0.0.1:9090/api/v1/pools/app 2>/dev/null | grep -o '"state": *"up"' | wc -l || true)
+	[[ "$up" == 3 ]] && break
+	sleep 0.1
+done
+if [[ "$up" != 3 ]]; then
+	echo "demo: the three app processes did not come up" >&2
 	exit 1
-}
-for i in 1 2 3; do wait_for "http://127.0.0.1:900$i/healthz"; done
-wait_for http://127.0.0.1:8080/healthz
+fi
 
 echo
-echo "ballast is balancing http://127.0.0.1:8080/ across three Python backends (round robin):"
+echo "ballast runs three copies of examples/wsgi/app.py and balances http://127.0.0.1:8080/ across them (round robin):"
 for _ in 1 2 3 4 5 6; do
+	curl -fsS http://127.0.0.1:8080/
+done
+echo
+echo "A rolling restart (a deploy): each copy is replaced by a new one, which gets traffic once healthy:"
+echo "  curl -X POST http://127.0.0.1:9090/api/v1/pools/app/restart"
+curl -fsS -X POST http://127.0.0.1:9090/api/v1/pools/app/restart
+echo
+for _ in 1 2 3; do
 	curl -fsS http://127.0.0.1:8080/
 done
 echo
 if $once; then
 	exit 0
 fi
-echo "Try it yourself:  curl http://127.0.0.1:8080/"
+echo "Try it yourself:  curl http://127.0.0.1:8080/    (admin API and dashboard: http://127.0.0.1:9090/)"
 echo "Press Ctrl-C to stop."
-wait
+wait "$pid"

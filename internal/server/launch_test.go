@@ -52,6 +52,18 @@ func launchApps(t *testing.T) map[string]string {
 	} else {
 		t.Log("gunicorn not installed (Debian: apt-get install gunicorn python3-flask): its case is skipped")
 	}
+	// uvicorn from Debian's python3-uvicorn: the python3 on PATH may be
+	// another interpreter (pyenv, a venv) that lacks it.
+	for _, py := range []string{"python3", "/usr/bin/python3"} {
+		if exec.Command(py, "-c", "import uvicorn").Run() == nil {
+			dir, _ := filepath.Abs("../../examples/asgi-uvicorn")
+			apps["uvicorn"] = `["` + py + `", "-m", "uvicorn", "--host", "127.0.0.1", "--port", "{port}", "--app-dir", "` + dir + `", "app:app"]`
+			break
+		}
+	}
+	if apps["uvicorn"] == "" {
+		t.Log("uvicorn not installed (Debian: apt-get install python3-uvicorn): its case is skipped")
+	}
 	return apps
 }
 
