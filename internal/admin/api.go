@@ -66,6 +66,14 @@ type Queue struct {
 	Length    int   `json:"length"`
 	Max       int   `json:"max"`
 	TimeoutMS int64 `json:"timeout_ms"`
+	// Admission is how a freed slot is handed out: adaptive or fifo.
+	Admission string `json:"admission"`
+	// WaitingSlow is how many of Length are requests of routes learned slow.
+	WaitingSlow int `json:"waiting_slow"`
+	// SlowInService and Reserve: requests of slow routes being served, and
+	// the slots kept from them for fast routes (adaptive admission).
+	SlowInService int `json:"slow_in_service"`
+	Reserve       int `json:"reserve"`
 }
 
 // Backend is one backend's state (CONTRACT.md: addr, state, weight,

@@ -76,11 +76,9 @@ type Controller struct {
 	slowIn atomic.Int64 // slow requests in service
 	fastIn atomic.Int64 // fast requests in service
 
-	// fast arrivals: counted per window; rate is the last full window's
-	winStart  atomic.Int64 // unix nanoseconds
-	winCount  atomic.Int64
-	lastRate  atomic.Int64 // fast arrivals in the previous window
-	lastFastT atomic.Int64 // unix nanoseconds of the last fast arrival
+	slowEWMA atomic.Uint64 // float64 bits: service time of slow requests, seconds
+	fast     rateWindow    // fast arrivals
+	slow     rateWindow    // slow arrivals
 
 	now func() time.Time
 }
@@ -195,6 +193,8 @@ func (c *Controller) Observe(key uint64, class Class, d time.Duration) {
 	}
 	if class == Fast {
 		ewmaAdd(&c.fastEWMA, sec, c.fastEWMA.Load() == 0, alpha)
+	} else {
+		ewmaAdd(&c.slowEWMA, sec, c.slowEWMA.Load() == 0, alpha)
 	}
 	ewmaAdd(&c.baseLog, math.Log(max(sec, 1e-6)), c.baseN.Add(1) == 1, baseAlpha)
 }
@@ -213,32 +213,65 @@ func ewmaAdd(v *atomic.Uint64, x float64, first bool, alpha float64) {
 	}
 }
 
-// reserve is how many slots fast requests need, as measured: their arrival
-// rate times their service time, rounded up, at least 1 while fast requests
-// come; 0 when none came for idleAfter.
-func (c *Controller) reserve(now int64) int {
-	if now-c.lastFastT.Load() > int64(idleAfter) {
+// slowUtilization is the busiest the slots left to slow requests should be:
+// the reserve never grows so large that slow requests, at their measured
+// rate and service time, would keep more than this share of their slots
+// busy (beyond it their wait grows without bound).
+const slowUtilization = 0.75
+
+// reserve is how many of capacity slots are kept from slow requests: what
+// fast requests need, as measured (their arrival rate times their service
+// time, rounded up), but never so many that the slow requests' own need (the
+// same product, at slowUtilization) does not fit in the rest; at least 1 while
+// fast requests come, 0 when none came for idleAfter.
+func (c *Controller) reserve(now int64, capacity int) int {
+	if now-c.fast.last.Load() > int64(idleAfter) {
 		return 0
 	}
-	rate := float64(max(c.lastRate.Load(), c.winCount.Load())) / window.Seconds()
-	need := rate * math.Float64frombits(c.fastEWMA.Load())
-	return max(1, int(math.Ceil(need)))
+	fastNeed := int(math.Ceil(c.fast.rate(now) * math.Float64frombits(c.fastEWMA.Load())))
+	slowNeed := int(math.Ceil(c.slow.rate(now) * math.Float64frombits(c.slowEWMA.Load()) / slowUtilization))
+	return max(1, min(fastNeed, capacity-slowNeed))
 }
 
-// countFast counts a fast arrival in the rate window.
-func (c *Controller) countFast(now int64) {
-	c.lastFastT.Store(now)
-	start := c.winStart.Load()
-	if now-start >= int64(window) {
-		if c.winStart.CompareAndSwap(start, now) {
-			n := c.winCount.Swap(0)
-			if now-start >= 2*int64(window) {
-				n = 0 // a whole window without fast arrivals
-			}
-			c.lastRate.Store(n)
+// rateWindow counts arrivals per window; the rate is the busier of the last
+// full window and the current one.
+type rateWindow struct {
+	start atomic.Int64 // unix nanoseconds
+	count atomic.Int64
+	prev  atomic.Int64 // arrivals in the previous window
+	last  atomic.Int64 // unix nanoseconds of the last arrival
+}
+
+func (w *rateWindow) add(now int64) {
+	w.last.Store(now)
+	start := w.start.Load()
+	if now-start >= int64(window) && w.start.CompareAndSwap(start, now) {
+		n := w.count.Swap(0)
+		if now-start >= 2*int64(window) {
+			n = 0 // a whole window without arrivals
 		}
+		w.prev.Store(n)
 	}
-	c.winCount.Add(1)
+	w.count.Add(1)
+}
+
+// rate is arrivals per second.
+func (w *rateWindow) rate(now int64) float64 {
+	if now-w.last.Load() > 2*int64(window) {
+		return 0
+	}
+	return float64(max(w.prev.Load(), w.count.Load())) / window.Seconds()
+}
+
+// Arrive counts a request of class arriving at the pool (once per request):
+// the arrival rates size the reserve.
+func (c *Controller) Arrive(class Class) {
+	now := c.now().UnixNano()
+	if class == Fast {
+		c.fast.add(now)
+	} else {
+		c.slow.add(now)
+	}
 }
 
 // Enter admits a request of class into service in a pool whose usable
@@ -247,15 +280,13 @@ func (c *Controller) countFast(now int64) {
 // capacity minus the fast routes' reserve, or all of capacity once aged (it
 // waited Aging). Every Enter that returns true is paired with one Leave.
 func (c *Controller) Enter(class Class, capacity int, aged bool) bool {
-	now := c.now().UnixNano()
 	if class == Fast {
-		c.countFast(now)
 		c.fastIn.Add(1)
 		return true
 	}
 	limit := capacity
 	if !aged {
-		limit = capacity - c.reserve(now)
+		limit = capacity - c.reserve(c.now().UnixNano(), capacity)
 	}
 	limit = max(limit, 1) // a slow request can always run somewhere
 	for {
@@ -281,17 +312,17 @@ func (c *Controller) Leave(class Class) {
 // Stats are a controller's figures, for the admin API and tests.
 type Stats struct {
 	SlowInService, FastInService int
-	// Reserve is the slots kept from slow requests now.
+	// Reserve is the slots kept from slow requests now (of capacity).
 	Reserve int
 	// FastLatency is the fast routes' recent service time.
 	FastLatency time.Duration
 }
 
-// Stats returns the controller's figures now.
-func (c *Controller) Stats() Stats {
+// Stats returns the controller's figures now, for a pool of capacity slots.
+func (c *Controller) Stats(capacity int) Stats {
 	return Stats{
 		SlowInService: int(c.slowIn.Load()), FastInService: int(c.fastIn.Load()),
-		Reserve:     c.reserve(c.now().UnixNano()),
+		Reserve:     c.reserve(c.now().UnixNano(), capacity),
 		FastLatency: time.Duration(math.Float64frombits(c.fastEWMA.Load()) * float64(time.Second)),
 	}
 }

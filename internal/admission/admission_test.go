@@ -90,8 +90,7 @@ func TestEnterKeepsAReserveForFastRoutes(t *testing.T) {
 	for range 20 {
 		c.Observe(Key("GET", "/api"), Fast, 5*time.Millisecond)
 	}
-	c.Enter(Fast, 6, false)
-	c.Leave(Fast)
+	c.Arrive(Fast)
 	n := 0
 	for c.Enter(Slow, 6, false) {
 		n++
@@ -99,7 +98,7 @@ func TestEnterKeepsAReserveForFastRoutes(t *testing.T) {
 	if n != 5 {
 		t.Fatalf("%d slow requests admitted of 6 slots, want 5 (one reserved)", n)
 	}
-	if st := c.Stats(); st.Reserve != 1 || st.SlowInService != 5 {
+	if st := c.Stats(6); st.Reserve != 1 || st.SlowInService != 5 {
 		t.Fatalf("stats %+v", st)
 	}
 	// A slow request that waited the aging bound may take the reserve.
@@ -119,17 +118,16 @@ func TestReserveFollowsFastDemand(t *testing.T) {
 	// 400 fast requests a second of 20 ms each need 8 slots.
 	for range 3 {
 		for range 400 {
-			c.Enter(Fast, 40, false)
+			c.Arrive(Fast)
 			c.Observe(api, Fast, 20*time.Millisecond)
-			c.Leave(Fast)
 			now = now.Add(time.Second / 400)
 		}
 	}
-	if r := c.Stats().Reserve; r < 8 || r > 9 {
+	if r := c.Stats(40).Reserve; r < 8 || r > 9 {
 		t.Fatalf("reserve %d, want 8 (400/s × 20 ms)", r)
 	}
 	now = now.Add(idleAfter + time.Second)
-	if r := c.Stats().Reserve; r != 0 {
+	if r := c.Stats(40).Reserve; r != 0 {
 		t.Fatalf("reserve %d after fast traffic stopped, want 0", r)
 	}
 }
@@ -140,8 +138,52 @@ func BenchmarkAdmit(b *testing.B) {
 	for b.Loop() {
 		k := Key("GET", "/api/users/17")
 		cl := c.Classify(k)
+		c.Arrive(cl)
 		c.Enter(cl, 6, false)
 		c.Observe(key, cl, 5*time.Millisecond)
 		c.Leave(cl)
+	}
+}
+
+func TestReserveLeavesRoomForSlowRoutes(t *testing.T) {
+	c := New()
+	now := time.Unix(1000, 0)
+	c.now = func() time.Time { return now }
+	api, report := Key("GET", "/api"), Key("GET", "/report")
+	// Per second: 108 fast requests of 7 ms (0.76 slots) and 12 slow ones of
+	// 300 ms (3.6 slots, 4.8 at 75 %): of 6 slots, 1 is kept for fast ones.
+	for range 3 {
+		for i := range 120 {
+			if i%10 == 0 {
+				c.Arrive(Slow)
+				c.Observe(report, Slow, 300*time.Millisecond)
+			} else {
+				c.Arrive(Fast)
+				c.Observe(api, Fast, 7*time.Millisecond)
+			}
+			now = now.Add(time.Second / 120)
+		}
+	}
+	if r := c.Stats(6).Reserve; r != 1 {
+		t.Fatalf("reserve %d of 6, want 1", r)
+	}
+	// Fast requests of 20 ms need 3 slots (2.2 Erlangs), but slow ones need 5: still 1.
+	for range 3 {
+		for i := range 120 {
+			if i%10 != 0 {
+				c.Arrive(Fast)
+				c.Observe(api, Fast, 20*time.Millisecond)
+			} else {
+				c.Arrive(Slow)
+			}
+			now = now.Add(time.Second / 120)
+		}
+	}
+	if r := c.Stats(6).Reserve; r != 1 {
+		t.Fatalf("reserve %d of 6 with slow routes needing 5, want 1", r)
+	}
+	// With 12 slots, fast ones get the 3 they need.
+	if r := c.Stats(12).Reserve; r != 3 {
+		t.Fatalf("reserve %d of 12, want 3", r)
 	}
 }

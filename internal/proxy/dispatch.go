@@ -100,11 +100,14 @@ func (u *Upstream) SetQueue(max int, timeout time.Duration) { u.queue.SetLimits(
 func (u *Upstream) SetAdaptive(on bool) { u.adaptive.Store(on) }
 
 // Admission returns the pool's admission figures.
-func (u *Upstream) Admission() admission.Stats { return u.adm.Stats() }
+func (u *Upstream) Admission() admission.Stats { return u.adm.Stats(slots(u.Pool)) }
 
 // KickQueue hands free slots to waiting requests: call it when a backend
 // becomes usable (it came up, or was added), not only when a request ends.
 func (u *Upstream) KickQueue() { u.queue.Signal() }
+
+// QueueLenSlow returns how many of the waiting requests are of slow routes.
+func (u *Upstream) QueueLenSlow() int { return u.queue.LaneLen(int(admission.Slow)) }
 
 // QueueLen returns how many requests wait for a backend slot now.
 func (u *Upstream) QueueLen() int { return u.queue.Len() }
@@ -198,6 +201,7 @@ func (u *Upstream) take(ctx context.Context, r *balancer.Request) (grant, time.D
 	}
 	adm := admit{route: admission.Key(r.Method, r.Path)}
 	adm.class = u.adm.Classify(adm.route)
+	u.adm.Arrive(adm.class)
 	lane := int(adm.class)
 	if u.queue.LaneLen(0) == 0 && (adm.class == admission.Fast || u.queue.Len() == 0) {
 		if u.adm.Enter(adm.class, capacity, false) {

@@ -35,7 +35,11 @@ func (c control) State() admin.State {
 		}
 		pc := s.cfg.Pools[name]
 		p := admin.Pool{Name: name, Algorithm: pc.Algorithm, Backends: []admin.Backend{},
-			Queue: admin.Queue{Length: up.QueueLen(), Max: pc.Queue.Max, TimeoutMS: pc.Queue.Timeout.D().Milliseconds()}}
+			Queue: admin.Queue{Length: up.QueueLen(), Max: pc.Queue.Max, TimeoutMS: pc.Queue.Timeout.D().Milliseconds(),
+				Admission: pc.Queue.Admission, WaitingSlow: up.QueueLenSlow()}}
+		if am := up.Admission(); pc.Queue.Admission == config.AdmissionAdaptive {
+			p.Queue.SlowInService, p.Queue.Reserve = am.SlowInService, am.Reserve
+		}
 		m := s.monitors[name]
 		for _, b := range up.Pool.Snapshot().Backends {
 			ab := admin.Backend{Addr: b.Addr, State: b.State().String(), Weight: b.Weight(), MaxConns: b.MaxConns(),

@@ -125,8 +125,7 @@ func (s *Server) syncLaunch(cfg *config.Config) {
 			s.log.Info(note, "pool", name)
 		}
 		sup := supervisor.New(name, spec, launchPool{s, name}, s.log)
-		up := s.ups[name]
-		sup.OnChange(up.KickQueue)
+		sup.OnChange(func() { s.kickQueue(name) })
 		sup.Start(s.runCtx)
 		s.sups[name] = sup
 	}
@@ -194,4 +193,15 @@ func launchState(sup *supervisor.Supervisor, pc *config.Pool) *admin.Launch {
 			State: in.State, Restarts: in.Restarts, LastExit: in.LastExit, Since: in.Since})
 	}
 	return l
+}
+
+// kickQueue hands free slots of the named pool to its waiting requests (an
+// instance came up).
+func (s *Server) kickQueue(name string) {
+	s.mu.Lock()
+	up := s.ups[name]
+	s.mu.Unlock()
+	if up != nil {
+		up.KickQueue()
+	}
 }
