@@ -106,6 +106,19 @@ func printStatus(w io.Writer, st *admin.State) {
 		fmt.Fprintf(tw, "%s\tqueue %d/%d\t\t\t\t\t\t\t\n", p.Name, p.Queue.Length, p.Queue.Max)
 	}
 	tw.Flush()
+	for _, p := range st.Pools {
+		if p.Launch == nil {
+			continue
+		}
+		fmt.Fprintf(w, "\n%s launches %s (max_conns %d; %d unexpected exits)\n", p.Name, strings.Join(p.Launch.Command, " "), p.Launch.MaxConns, p.Launch.Restarts)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "INSTANCE\tPID\tADDR\tSTATE\tSINCE\tRESTARTS\tLAST EXIT")
+		for _, in := range p.Launch.Instances {
+			fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%d\t%s\n", in.ID, in.PID, in.Addr, in.State,
+				in.Since.Format(time.RFC3339), in.Restarts, in.LastExit)
+		}
+		tw.Flush()
+	}
 }
 
 func shortHash(h string) string {
