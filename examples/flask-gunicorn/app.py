@@ -44,7 +44,10 @@ def report():
 
 @app.get("/work")
 def work():
-    slow = random.random() < 0.1
+    # X-Work: slow|fast says which (a benchmark that wants every proxy to
+    # meet the same sequence); without it, one request in ten is slow.
+    how = request.headers.get("X-Work")
+    slow = how == "slow" if how in ("slow", "fast") else random.random() < 0.1
     time.sleep(0.3 if slow else 0.005)
     resp = jsonify(slow=slow, pid=os.getpid())
     resp.headers["X-Slow"] = "1" if slow else "0"

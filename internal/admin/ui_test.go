@@ -181,6 +181,27 @@ func TestDashboard(t *testing.T) {
 		tab.NoConsoleMessages(t)
 	})
 
+	t.Run("a launched pool shows its processes", func(t *testing.T) {
+		st := smallUIState()
+		st.state.Pools[1].Launch = &Launch{Command: []string{"gunicorn", "-w", "2", "app:app"}, MaxConns: 2, Restarts: 4,
+			Instances: []Instance{{ID: 7, PID: 4242, Addr: "127.0.0.1:9101", State: "running", Restarts: 4, LastExit: "exit status 1"}}}
+		api := newUIFake(t, "", st)
+		tab := uitest.Open(t, browser, api.URL+"/")
+		tab.WaitPolled(t, 2)
+		tag := uitest.Eval[string](t, tab, `document.querySelector('article[data-pool="api"] .tag.launch').textContent`)
+		if tag != "launched ×1 · 4 restarts" {
+			t.Errorf("launch tag %q", tag)
+		}
+		proc := uitest.Eval[string](t, tab, `document.querySelector('tr[data-pool="api"][data-backend="127.0.0.1:9101"] .proc').textContent`)
+		if proc != "pid 4242 · 4 restarts" {
+			t.Errorf("process note %q", proc)
+		}
+		if v := uitest.Eval[bool](t, tab, `document.querySelector('article[data-pool="app"] .tag.launch').hidden`); !v {
+			t.Error("a pool without launch shows a launch tag")
+		}
+		tab.NoConsoleMessages(t)
+	})
+
 	t.Run("a backend going down shows within 3s and in recent changes", func(t *testing.T) {
 		api := newUIFake(t, "", smallUIState())
 		tab := uitest.Open(t, browser, api.URL+"/")

@@ -78,11 +78,12 @@ func prepareRequestHeader(h http.Header, clientIP, host string, tls bool) string
 	if host != "" {
 		h["X-Forwarded-Host"] = []string{host}
 	}
+	// Exactly one X-Request-Id goes on: the client's first, or a new one.
 	id := h.Get("X-Request-Id")
 	if id == "" || len(id) > maxRequestIDLen {
 		id = newRequestID()
-		h["X-Request-Id"] = []string{id}
 	}
+	h["X-Request-Id"] = []string{id}
 	return id
 }
 

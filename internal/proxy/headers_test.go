@@ -244,6 +244,11 @@ func TestPrepareRequestHeaderRequestID(t *testing.T) {
 			}
 		})
 	}
+	// Two ids from the client: the first goes on, alone.
+	h := http.Header{"X-Request-Id": {"first", "second"}}
+	if id := prepareRequestHeader(h, "192.0.2.1", "example.com", false); id != "first" || len(h["X-Request-Id"]) != 1 {
+		t.Errorf("two client ids: forwarded %q, returned %q; want [first]", h["X-Request-Id"], id)
+	}
 }
 
 func TestRequestIDUnique(t *testing.T) {

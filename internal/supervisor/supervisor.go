@@ -139,11 +139,11 @@ func (s *Supervisor) Restart(ctx context.Context) error {
 }
 
 // Apply makes the supervisor run spec: instances whose command, workdir or
-// env changed, or whose port left the range, are replaced one at a time; then
-// the count is scaled up or down. It returns at once; the work is logged.
+// env differ from it, or whose port is outside its range, are replaced one at
+// a time; then the count is scaled up or down. It returns at once; the work
+// is logged. Applied twice in a row, the later spec wins.
 func (s *Supervisor) Apply(spec Spec) {
 	s.mu.Lock()
-	old := s.spec
 	s.spec = spec
 	insts := slices.Clone(s.insts)
 	s.mu.Unlock()
@@ -154,13 +154,12 @@ func (s *Supervisor) Apply(spec Spec) {
 	}
 	go func() {
 		err := s.submit(context.Background(), func() error {
-			if !old.SameProcess(spec) || old.PortLo != spec.PortLo || old.PortHi != spec.PortHi {
-				if err := s.roll(spec, func(in *instance) bool {
-					_, port := in.backend()
-					return !in.spec.SameProcess(spec) || port < spec.PortLo || port > spec.PortHi
-				}); err != nil {
-					return err
-				}
+			spec := s.currentSpec() // the latest, whichever Apply this operation came from
+			if err := s.roll(spec, func(in *instance) bool {
+				_, port := in.backend()
+				return !in.spec.SameProcess(spec) || port < spec.PortLo || port > spec.PortHi
+			}); err != nil {
+				return err
 			}
 			return s.scale(spec)
 		})

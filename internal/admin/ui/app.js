@@ -298,6 +298,7 @@ function newPoolView(name) {
   v.title = h("h2", {}, name);
   v.algo = h("span", { class: "tag", title: "algorithm" });
   v.health = h("span", { class: "health" });
+  v.launch = h("span", { class: "tag launch", hidden: "" });
   v.rps = h("span", { class: "stat-value rps" }, "–");
   v.lat = h("span", { class: "stat-value lat" }, "–");
   v.queue = h("span", { class: "stat-value" }, "–");
@@ -314,7 +315,7 @@ function newPoolView(name) {
     h("th", { scope: "col", class: "num" }, "latency"),
     h("th", { scope: "col" }, "last check error"));
   v.card = h("article", { class: "card pool", "data-pool": name },
-    h("div", { class: "pool-head" }, v.title, v.algo, v.health),
+    h("div", { class: "pool-head" }, v.title, v.algo, v.launch, v.health),
     h("div", { class: "stats" },
       h("div", { class: "stat" }, v.rps, h("span", { class: "stat-label" }, "req/s")),
       h("div", { class: "stat" }, v.lat, h("span", { class: "stat-label" }, "avg latency")),
@@ -332,6 +333,7 @@ function newRow(pool, addr) {
   const r = {
     addr: h("span", { class: "addr" }, addr),
     backup: h("span", { class: "tag backup", hidden: "" }, "backup"),
+    proc: h("span", { class: "proc", hidden: "" }),
     badge: badge("unknown"),
     weight: h("td", { class: "num" }),
     inflight: h("td", { class: "num" }),
@@ -342,7 +344,7 @@ function newRow(pool, addr) {
     err: h("td", { class: "err" }),
   };
   r.tr = h("tr", { "data-pool": pool, "data-backend": addr },
-    h("th", { scope: "row" }, r.addr, r.backup),
+    h("th", { scope: "row" }, r.addr, r.backup, r.proc),
     h("td", {}, r.badge),
     r.weight, r.inflight, r.rps, r.failures, r.ejections, r.latency, r.err);
   return r;
@@ -396,6 +398,17 @@ function updatePool(v, p, now) {
   if (num(q.timeout_ms) > 0) setAttr(v.queue, "title", "queue timeout " + twoFmt.format(num(q.timeout_ms) / 1000) + " s");
   v.canvas.setAttribute("aria-label", "pool " + v.name + ": " + fmtRate(total) + " requests/s, average latency " + fmtLatency(lat) + "; chart of the last 2 minutes");
 
+  // A launched pool: its processes, by backend address.
+  const launch = p.launch && Array.isArray(p.launch.instances) ? p.launch : null;
+  const procs = new Map();
+  v.launch.hidden = !launch;
+  if (launch) {
+    for (const inst of launch.instances) procs.set(String(inst.addr), inst);
+    setText(v.launch, "launched ×" + launch.instances.length + " · " + intFmt.format(num(launch.restarts)) + " restarts");
+    setAttr(v.launch, "title", (Array.isArray(launch.command) ? launch.command.join(" ") : "") +
+      (num(launch.max_conns) > 0 ? " (max_conns " + num(launch.max_conns) + " each)" : ""));
+  }
+
   // Rows in the API's order; rows of removed backends go.
   let i = 0;
   for (const b of backends) {
@@ -406,6 +419,7 @@ function updatePool(v, p, now) {
       v.rows.set(addr, r);
     }
     updateRow(r, b, v.rates.get(addr));
+    updateProc(r, procs.get(addr));
     if (v.tbody.children[i] !== r.tr) v.tbody.insertBefore(r.tr, v.tbody.children[i] || null);
     i++;
   }
@@ -432,6 +446,16 @@ function updateRow(r, b, rate) {
   const err = String(b.last_check_error || "");
   setText(r.err, err || "–");
   setAttr(r.err, "title", err);
+}
+
+// updateProc shows the process behind a launched backend: its pid, its restarts, its last exit.
+function updateProc(r, inst) {
+  r.proc.hidden = !inst;
+  if (!inst) return;
+  let text = "pid " + num(inst.pid);
+  if (num(inst.restarts) > 0) text += " · " + intFmt.format(num(inst.restarts)) + " restarts";
+  setText(r.proc, text);
+  setAttr(r.proc, "title", "process " + String(inst.state || "") + (inst.last_exit ? "; last exit: " + inst.last_exit : ""));
 }
 
 function renderPools(data, now) {
