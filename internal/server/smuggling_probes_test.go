@@ -4,8 +4,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-
-	"ballast/internal/backend"
 )
 
 // The request side of "never forward an ambiguous request": raw-socket probes
@@ -31,9 +29,7 @@ import (
 // which decides some cases differently (netHTTP below, each with its reason,
 // logged when it applies). What holds for both engines is that the backend
 // never receives an ambiguously framed request, nor /next as a request of
-// its own behind a refused one. A few probes meet reported bugs (bug below):
-// they accept that behaviour on that engine only, say so in the log, and
-// still check the framing on the backend's side.
+// its own behind a refused one.
 
 // nextReq follows every probe on its connection.
 const nextReq = "GET /next HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -59,12 +55,6 @@ type outcome struct {
 	closed     bool  // the proxy then closes the client connection
 	reqs       []fwd // exactly the complete requests the backend receives
 	mayPartial bool  // the backend may also receive one incomplete request, whose connection must then be closed
-	// lenient: h1 refuses the forwarded request-target, so the backend's
-	// bytes are read with net/http alone (framing checked, target not).
-	lenient bool
-	// unchecked: the backend's bytes are not read at all; only for a known
-	// bug that forwards something no parser takes for a request.
-	unchecked bool
 }
 
 func rejected(status int) outcome {
@@ -93,22 +83,13 @@ func then(r fwd, status int) outcome {
 	return outcome{replies: []reply{{200, 1}, {status, 0}}, closed: true, reqs: []fwd{r}}
 }
 
-// knownBug is a reported bug outside the tests' remit: on that engine the
-// probe may end in got instead of want (the safety checks still apply), and
-// the test says so in its log.
-type knownBug struct {
-	engine, what string
-	got          outcome
-}
-
 type probe struct {
 	cat, name string
 	raw       string   // the probe; nextReq is sent after it
 	want      outcome  // native engine, and net_http unless netHTTP is set
 	netHTTP   *outcome // net_http engine, when Go's server decides otherwise
 	why       string   // the reason for netHTTP
-	bug       *knownBug
-	halfClose bool // shut the client's sending side after the probe
+	halfClose bool     // shut the client's sending side after the probe
 }
 
 func post(headers, body string) string {
@@ -125,21 +106,6 @@ const te = "Transfer-Encoding: chunked\r\n"
 
 // smuggled is a request hidden where only a wrong framing would find it.
 const smuggled = "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
-
-// Known bugs of the net_http engine (internal/proxy/engine.go), reported and
-// not fixed here: the probes that meet them accept this behaviour on that
-// engine only, log it, and still check everything else.
-var (
-	// A client's malformed chunked body fails the transport's RoundTrip,
-	// which classify takes for a broken backend: 502 instead of 400.
-	bugChunk502 = &knownBug{engine: "net_http", got: aborted(502),
-		what: "a malformed chunked request body gets 502 (backend blamed) instead of 400"}
-	// A client that stops sending mid-body (half-close) cancels the request:
-	// forward returns ErrClientGone, ServeHTTP writes nothing, and net/http
-	// then answers 200 with an empty body.
-	bugGone200 = &knownBug{engine: "net_http", got: outcome{replies: []reply{{200, 0}}, closed: true, mayPartial: true},
-		what: "a request whose body the client cut off is answered 200 with an empty body"}
-)
 
 var probes = []probe{
 	// Content-Length.
@@ -178,7 +144,7 @@ var probes = []probe{
 	{cat: "CL", name: "CL shorter than the body", raw: post("Content-Length: 2\r\n", "hello"),
 		want: forwarded(fwd{method: "POST", target: "/", body: "he"}, fwd{method: "lloGET", target: "/next"})},
 	{cat: "CL", name: "body cut off by the client", raw: post("Content-Length: 100\r\n", "short"), halfClose: true,
-		want: outcome{closed: true, mayPartial: true}, bug: bugGone200},
+		want: outcome{closed: true, mayPartial: true}},
 
 	// Transfer-Encoding obfuscations.
 	{cat: "TE", name: "xchunked", raw: post("Transfer-Encoding: xchunked\r\n", "0\r\n\r\n"),
@@ -215,19 +181,18 @@ var probes = []probe{
 			"it forwards a bodyless POST and closes, as HTTP/1.0 without keep-alive"},
 
 	// Chunked bodies.
-	{cat: "chunk", name: "invalid chunk size", raw: post(te, "zz\r\nhello\r\n0\r\n\r\n"), want: aborted(400), bug: bugChunk502},
-	{cat: "chunk", name: "chunk size overflowing 64 bits", raw: post(te, "10000000000000000\r\nx\r\n0\r\n\r\n"), want: aborted(400), bug: bugChunk502},
+	{cat: "chunk", name: "invalid chunk size", raw: post(te, "zz\r\nhello\r\n0\r\n\r\n"), want: aborted(400)},
+	{cat: "chunk", name: "chunk size overflowing 64 bits", raw: post(te, "10000000000000000\r\nx\r\n0\r\n\r\n"), want: aborted(400)},
 	{cat: "chunk", name: "chunk size over int64", raw: post(te, "ffffffffffffffff\r\nx\r\n0\r\n\r\n"), halfClose: true,
 		want:    aborted(400),
 		netHTTP: ptr(outcome{closed: true, mayPartial: true}),
-		why:     "net/http takes a chunk size up to 2^64-1: the rest of the connection is chunk data, re-chunked to the backend",
-		bug:     bugGone200},
-	{cat: "chunk", name: "negative chunk size", raw: post(te, "-5\r\nhello\r\n0\r\n\r\n"), want: aborted(400), bug: bugChunk502},
-	{cat: "chunk", name: "space before chunk size", raw: post(te, " 5\r\nhello\r\n0\r\n\r\n"), want: aborted(400), bug: bugChunk502},
-	{cat: "chunk", name: "chunk data without CRLF", raw: post(te, "5\r\nhelloXX0\r\n\r\n"), want: aborted(400), bug: bugChunk502},
+		why:     "net/http takes a chunk size up to 2^64-1: the rest of the connection is chunk data, re-chunked to the backend"},
+	{cat: "chunk", name: "negative chunk size", raw: post(te, "-5\r\nhello\r\n0\r\n\r\n"), want: aborted(400)},
+	{cat: "chunk", name: "space before chunk size", raw: post(te, " 5\r\nhello\r\n0\r\n\r\n"), want: aborted(400)},
+	{cat: "chunk", name: "chunk data without CRLF", raw: post(te, "5\r\nhelloXX0\r\n\r\n"), want: aborted(400)},
 	{cat: "chunk", name: "huge chunk swallowing the next request", raw: post(te, "fffffff\r\nabc"), halfClose: true,
 		// The next request is chunk data; the client then stops sending.
-		want: outcome{closed: true, mayPartial: true}, bug: bugGone200},
+		want: outcome{closed: true, mayPartial: true}},
 	{cat: "chunk", name: "chunk extension", raw: post(te, "5;name=val;flag\r\nhello\r\n0\r\n\r\n"),
 		want: normalised(fwd{method: "POST", target: "/", body: "hello", chunked: true})},
 	{cat: "chunk", name: "quoted chunk extension", raw: post(te, "5;n=\"a;b\\\"c\"\r\nhello\r\n0\r\n\r\n"),
@@ -239,7 +204,7 @@ var probes = []probe{
 	{cat: "chunk", name: "chunk extension without name", raw: post(te, "5;=b\r\nhello\r\n0\r\n\r\n"),
 		want:    aborted(400),
 		netHTTP: ptr(normalised(fwd{method: "POST", target: "/", body: "hello", chunked: true}))},
-	{cat: "chunk", name: "oversized chunk extension", raw: post(te, "5;a="+strings.Repeat("b", 20<<10)+"\r\nhello\r\n0\r\n\r\n"), want: aborted(400), bug: bugChunk502},
+	{cat: "chunk", name: "oversized chunk extension", raw: post(te, "5;a="+strings.Repeat("b", 20<<10)+"\r\nhello\r\n0\r\n\r\n"), want: aborted(400)},
 	{cat: "chunk", name: "framing field in trailer", raw: post(te, "5\r\nhello\r\n0\r\nContent-Length: 5\r\n\r\n"),
 		want:    aborted(400),
 		netHTTP: ptr(normalised(fwd{method: "POST", target: "/", body: "hello", chunked: true})),
@@ -253,8 +218,8 @@ var probes = []probe{
 	{cat: "bytes", name: "bare LF in the header", raw: "GET / HTTP/1.1\r\nHost: x\nX-A: b\n\n",
 		want:    rejected(400),
 		netHTTP: ptr(normalised(fwd{method: "GET", target: "/"}))},
-	{cat: "bytes", name: "bare LF after a chunk size", raw: post(te, "5\nhello\r\n0\r\n\r\n"), want: aborted(400), bug: bugChunk502},
-	{cat: "bytes", name: "bare LF after chunk data", raw: post(te, "5\r\nhello\n0\r\n\r\n"), want: aborted(400), bug: bugChunk502},
+	{cat: "bytes", name: "bare LF after a chunk size", raw: post(te, "5\nhello\r\n0\r\n\r\n"), want: aborted(400)},
+	{cat: "bytes", name: "bare LF after chunk data", raw: post(te, "5\r\nhello\n0\r\n\r\n"), want: aborted(400)},
 	{cat: "bytes", name: "bare LF ending the trailer", raw: post(te, "5\r\nhello\r\n0\r\n\n"),
 		want:    aborted(400),
 		netHTTP: ptr(normalised(fwd{method: "POST", target: "/", body: "hello", chunked: true})),
@@ -295,20 +260,14 @@ var probes = []probe{
 		want:    rejected(400),
 		netHTTP: ptr(normalised(fwd{method: "GET", target: "/a"})),
 		why:     "net/http takes any scheme; the engine forwards the path"},
-	{cat: "target", name: "asterisk-form with GET", raw: get("*", ""), want: rejected(400),
-		bug: &knownBug{engine: "net_http", got: outcome{replies: []reply{{200, 1}, {200, 2}}, reqs: []fwd{{method: "GET", target: "*"}, next}, lenient: true},
-			what: `"GET *" reaches the backend (asterisk-form is for OPTIONS only, RFC 9112 §3.2.4)`}},
+	{cat: "target", name: "asterisk-form with GET", raw: get("*", ""), want: rejected(400)},
 	{cat: "target", name: "asterisk-form with OPTIONS", raw: "OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n",
 		want:    normalised(fwd{method: "OPTIONS", target: "*"}),
 		netHTTP: ptr(outcome{replies: []reply{{200, 0}, {200, 1}}, reqs: []fwd{next}}),
 		why:     "net/http answers OPTIONS * itself and never calls the handler"},
-	{cat: "target", name: "authority-form with GET", raw: get("x:80", ""), want: rejected(400),
-		// The tap backend answers the garbled request line 400 itself.
-		bug: &knownBug{engine: "net_http", got: outcome{replies: []reply{{400, 0}, {200, 0}}, unchecked: true},
-			what: `"GET x:80" (net/http: scheme "x", opaque "80") reaches the backend as "GET 80 HTTP/1.1", an invalid request line, after being routed on an empty path`}},
-	{cat: "target", name: "CONNECT", raw: "CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n", want: rejected(405),
-		bug: &knownBug{engine: "net_http", got: outcome{replies: []reply{{200, 1}, {200, 2}}, reqs: []fwd{{method: "CONNECT", target: "x:443"}, next}},
-			what: "CONNECT is forwarded to the backend (the native engine answers 405): a backend that is a forward proxy becomes reachable as one"}},
+	{cat: "target", name: "authority-form with GET", raw: get("x:80", ""), want: rejected(400)}, // The tap backend answers the garbled request line 400 itself.
+
+	{cat: "target", name: "CONNECT", raw: "CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n", want: rejected(405)},
 	{cat: "target", name: "space in target", raw: get("/a b", ""), want: rejected(400)},
 	{cat: "target", name: "fragment", raw: get("/a#b", ""),
 		want:    rejected(400),
@@ -330,9 +289,7 @@ var probes = []probe{
 		why:     "net/http serves any HTTP/1.x (RFC 9110 §2.5 allows it); the transport sends HTTP/1.1"},
 	{cat: "version", name: "HTTP/2.0", raw: "GET / HTTP/2.0\r\nHost: x\r\n\r\n",
 		want: rejected(400), netHTTP: ptr(rejected(505)), why: "net/http answers 505 HTTP Version Not Supported"},
-	{cat: "version", name: "HTTP/2 preface", raw: "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", want: rejected(400),
-		bug: &knownBug{engine: "net_http", got: outcome{replies: []reply{{200, 1}}, closed: true, reqs: []fwd{{method: "PRI", target: "*", chunked: true}}, lenient: true},
-			what: `an HTTP/2 prior-knowledge preface is forwarded to the backend as a "PRI * HTTP/1.1" request`}},
+	{cat: "version", name: "HTTP/2 preface", raw: "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", want: rejected(400)},
 	{cat: "version", name: "lower-case version", raw: "GET / http/1.1\r\nHost: x\r\n\r\n", want: rejected(400)},
 	{cat: "version", name: "trailing space after version", raw: "GET / HTTP/1.1 \r\nHost: x\r\n\r\n", want: rejected(400)},
 
@@ -390,19 +347,8 @@ func TestSmugglingProbes(t *testing.T) {
 					t.Log("net_http differs:", p.why)
 				}
 			}
-			var bug *knownBug
-			if p.bug != nil && p.bug.engine == engine {
-				bug = p.bug
-			}
-			obs := observe(t, tb, addr, p, want, bug)
-			err := obs.check(want)
-			if err != nil && bug != nil {
-				if berr := obs.check(bug.got); berr == nil {
-					t.Logf("KNOWN BUG (reported, not fixed here): %s", bug.what)
-					return
-				}
-			}
-			if err != nil {
+			obs := observe(t, tb, addr, p, want)
+			if err := obs.check(want); err != nil {
 				t.Fatalf("%v\n%s", err, obs.dump())
 			}
 		})
@@ -420,8 +366,8 @@ func TestClientBodyErrorsDoNotEjectBackends(t *testing.T) {
 		rc := dialRaw(t, addr)
 		rc.send(post(te, "zz\r\nhello\r\n0\r\n\r\n"))
 		st, _, _, err := rc.response("POST")
-		if err != nil || st != 400 && st != 502 {
-			t.Fatalf("bad body %d: status %d (%v), want 400 (or 502, bugChunk502)", i+1, st, err)
+		if err != nil || st != 400 {
+			t.Fatalf("bad body %d: status %d (%v), want 400", i+1, st, err)
 		}
 	}
 	rc := dialRaw(t, addr)
@@ -432,14 +378,6 @@ func TestClientBodyErrorsDoNotEjectBackends(t *testing.T) {
 	}
 	if st != 200 {
 		state := s.Pool("app").Backend(tb.Addr()).State()
-		if st == 503 && state == backend.StateEjected && testEngine() == "net_http" {
-			// Reported, not fixed here: engine.go's forward takes the
-			// transport's error reading the client's body for ErrBadResponse
-			// (see bugChunk502), and Dispatcher.End counts that against the
-			// backend.
-			t.Logf("KNOWN BUG (reported, not fixed here): malformed request bodies from a client ejected the backend (state %v)", state)
-			return
-		}
 		t.Fatalf("a good request after the bad ones: %d %q (backend %v)", st, body, state)
 	}
 }

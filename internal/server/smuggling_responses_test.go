@@ -146,14 +146,6 @@ type badResponse struct {
 	netHTTP []int // for the net_http engine, when its transport decides otherwise
 	why     string
 	body    string // a 200's body, when the response is relayed
-	bug     *knownRespBug
-}
-
-// knownRespBug is a reported bug outside the tests' remit: on that engine a
-// failure of that kind (errDesync, errSlow) is logged instead of failing.
-type knownRespBug struct {
-	engine, what string
-	kind         error
 }
 
 // Failure kinds of checkBadResponse.
@@ -191,19 +183,15 @@ var badResponses = []badResponse{
 	{name: "status line with bare CR", script: writesClose("HTTP/1.1 200 OK\rContent-Length: 2\r\n\r\nok"),
 		want: []int{502}, netHTTP: []int{200}, body: "ok",
 		why: "net/http's transport takes the CR and what follows for the reason phrase: no Content-Length, the body runs until close"},
-	{name: "endless 1xx", script: interims(2500*time.Millisecond, ""), want: []int{502, 504},
-		bug: &knownRespBug{engine: "native", kind: errSlow,
-			what: "each 1xx response re-arms timeouts.response_header, and their number is not capped: a backend sending 1xx forever holds the client until it closes"}},
+	{name: "endless 1xx", script: interims(2500*time.Millisecond, ""), want: []int{502, 504}},
 	{name: "many 1xx, then a response", script: interims(300*time.Millisecond, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"),
 		want: []int{200}, body: "ok"},
 	{name: "body longer than CL, fake response behind", script: writes("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" + fakeResponse),
 		want: []int{200}, body: "ok"},
-	// Last: on the native engine (known bug) it leaves a pooled backend
-	// connection out of step.
+	// Last: bytes a backend sends after its response, once the connection
+	// is parked, must never answer the next request sent on it.
 	{name: "fake response arriving while idle", script: writesThen("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", fakeResponse),
-		want: []int{200}, body: "ok",
-		bug: &knownRespBug{engine: "native", kind: errDesync,
-			what: "bytes a backend sends after its response, once the connection is parked, answer the next GET sent on it (connect skips peerOpen for idempotent requests without a body)"}},
+		want: []int{200}, body: "ok"},
 }
 
 // TestMalformedResponses: after each bad response the client connection is
@@ -224,10 +212,6 @@ func TestMalformedResponses(t *testing.T) {
 				}
 			}
 			err := checkBadResponse(t, sb, addr, br, want)
-			if err != nil && br.bug != nil && br.bug.engine == testEngine() && errors.Is(err, br.bug.kind) {
-				t.Logf("KNOWN BUG (reported, not fixed here): %s: %v", br.bug.what, err)
-				return
-			}
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -261,8 +261,7 @@ func parseStream(b []byte) (reqs []wireReq, partial bool, err error) {
 }
 
 // parseLenient reads the bytes one backend connection received with net/http
-// alone, for a request whose target h1 refuses (a known bug of the net_http
-// engine): the framing is still checked, the target is not.
+// alone (framing only): enough to tell whether a request is still incomplete.
 func parseLenient(b []byte) (reqs []wireReq, partial bool, err error) {
 	br := bufio.NewReader(bytes.NewReader(b))
 	for {
@@ -370,7 +369,7 @@ type obsReply struct {
 	body   string
 }
 
-func observe(t *testing.T, tb *tapBackend, addr string, p probe, want outcome, bug *knownBug) *observation {
+func observe(t *testing.T, tb *tapBackend, addr string, p probe, want outcome) *observation {
 	tb.quiet()
 	mark := tb.mark()
 	rc := dialRaw(t, addr)
@@ -384,9 +383,6 @@ func observe(t *testing.T, tb *tapBackend, addr string, p probe, want outcome, b
 	// beyond what want expects with a short deadline.
 	o := &observation{}
 	n := len(want.replies)
-	if bug != nil {
-		n = max(n, len(bug.got.replies))
-	}
 	for i := range n {
 		if i >= len(want.replies) {
 			rc.c.SetReadDeadline(time.Now().Add(time.Second))
@@ -406,14 +402,10 @@ func observe(t *testing.T, tb *tapBackend, addr string, p probe, want outcome, b
 		o.replies = append(o.replies, obsReply{st, body})
 	}
 	if o.readErr == nil {
-		// A close is waited for when it is all that is expected; when a
-		// known bug keeps the connection open, briefly.
+		// A close is waited for when it is all that is expected.
 		d := 100 * time.Millisecond
-		switch {
-		case want.closed && (bug == nil || bug.got.closed):
+		if want.closed {
 			d = 3 * time.Second
-		case want.closed:
-			d = 500 * time.Millisecond
 		}
 		o.closed, o.extra = rc.closedWithin(d)
 	}
@@ -464,17 +456,10 @@ func (o *observation) check(want outcome) error {
 		return fmt.Errorf("after the replies: closed %v (%v), extra bytes %q", o.closed, o.readErr, o.extra)
 	}
 
-	if want.unchecked {
-		return nil
-	}
 	var got []wireReq
 	partialConns := 0
 	for _, id := range o.order {
-		parse := parseStream
-		if want.lenient {
-			parse = parseLenient
-		}
-		reqs, partial, err := parse(o.bytesOf[id])
+		reqs, partial, err := parseStream(o.bytesOf[id])
 		if err != nil {
 			return fmt.Errorf("backend connection %d received malformed bytes: %v", id, err)
 		}
