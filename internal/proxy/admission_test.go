@@ -2,9 +2,11 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
+	"ballast/internal/backend"
 	"ballast/internal/balancer"
 	"ballast/internal/pool"
 )
@@ -162,5 +164,27 @@ func TestFIFOAdmission(t *testing.T) {
 	a := <-fast
 	for _, x := range []*Attempt{&s, &a, &held[2], &held[3]} {
 		f.d.End(x, 200, nil)
+	}
+}
+
+// A request that finds no usable backend waits while one is starting (a
+// launched process about to pass its health check), and gets it once up.
+func TestWaitForStartingBackend(t *testing.T) {
+	f := newDispatchFixture(t, rrSettings, 1)
+	f.bs[0].SetState(backend.StateStarting)
+	f.up.SetQueue(10, 5*time.Second)
+	got := f.begin(t, "/api/users")
+	f.waitQueued(t, 1)
+	f.bs[0].SetState(backend.StateUp)
+	f.up.KickQueue()
+	a := <-got
+	if a.Backend != f.bs[0] {
+		t.Fatalf("got %v, want the backend that came up", a.Backend)
+	}
+	f.d.End(&a, 200, nil)
+	// Down, not starting: no wait.
+	f.bs[0].SetState(backend.StateDown)
+	if _, err := f.d.Begin(context.Background(), route("/api/users")); !errors.Is(err, ErrNoBackend) {
+		t.Fatalf("every backend down: %v, want ErrNoBackend at once", err)
 	}
 }

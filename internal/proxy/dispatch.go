@@ -298,12 +298,18 @@ func acquire(p *pool.Pool, r *balancer.Request) (*backend.Backend, string, bool)
 	return nil, "", false
 }
 
-// saturated reports whether p has a backend that is up but at its max_conns:
-// a request that found no usable backend then waits for a slot, rather than
-// failing as it does when every backend is down.
+// saturated reports whether p has a backend that is up but at its max_conns,
+// or one that is starting (a launched process, or an added backend, about to
+// pass its health check): a request that found no usable backend then waits
+// for a slot, rather than failing as it does when every backend is down.
 func saturated(p *pool.Pool) bool {
 	for _, b := range p.Snapshot().Backends {
-		if b.State() == backend.StateUp && b.MaxConns() > 0 {
+		switch b.State() {
+		case backend.StateUp:
+			if b.MaxConns() > 0 {
+				return true
+			}
+		case backend.StateStarting:
 			return true
 		}
 	}

@@ -90,9 +90,18 @@ func TestDispatcherBeginErrors(t *testing.T) {
 			func(bs []*backend.Backend) {
 				bs[0].SetState(backend.StateDraining)
 				bs[1].SetState(backend.StateEjected)
-				bs[2].SetState(backend.StateStarting)
+				bs[2].SetState(backend.StateDown)
 			},
 			apiRequest(), ErrNoBackend, 503,
+		},
+		{
+			"none usable, one starting",
+			func(bs []*backend.Backend) {
+				bs[0].SetState(backend.StateDraining)
+				bs[1].SetState(backend.StateEjected)
+				bs[2].SetState(backend.StateStarting)
+			},
+			apiRequest(), ErrQueue, 503, // it would wait for the starting one; the queue holds no one (max 0)
 		},
 		{
 			"all at max_conns",

@@ -261,3 +261,25 @@ func TestLaunchReloadScalesAndRolls(t *testing.T) {
 	st, _ := json.Marshal((control{s}).State().Pools[0].Launch)
 	t.Logf("after the reloads: %s", st)
 }
+
+// TestLaunchRequestsWaitForFirstInstance: requests that arrive while the
+// launched instances are still starting (ballast just started, or took over
+// from the process it upgrades) wait in the queue for the first one to be
+// ready, instead of getting 503.
+func TestLaunchRequestsWaitForFirstInstance(t *testing.T) {
+	s, url := start(t, launchConfig(t, `["python3", "testdata/app.py", "app", "{port}"]`, 2, ""))
+	if st := (control{s}).State().Pools[0].Backends; len(st) > 0 && st[0].State == "up" {
+		t.Log("an instance was up before the first request; the wait is not exercised this time")
+	}
+	c := &http.Client{Timeout: 10 * time.Second}
+	start := time.Now()
+	resp, err := c.Get(url + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("first request while starting: %d, want 200 after waiting", resp.StatusCode)
+	}
+	t.Logf("answered after %v", time.Since(start).Round(time.Millisecond))
+}
