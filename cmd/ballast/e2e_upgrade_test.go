@@ -68,6 +68,63 @@ func TestE2EUpgradeUnderLoad(t *testing.T) {
 	}
 }
 
+// TestE2EUpgradeLaunched: an upgrade of a ballast that runs its backends
+// (launch): the new process starts its own instances and takes over only once
+// they are ready; the old one stops its instances when it exits. No request
+// fails, none is left orphaned.
+func TestE2EUpgradeLaunched(t *testing.T) {
+	t.Parallel()
+	app := mustAbs(t, "../../internal/server/testdata/app.py")
+	lo := 22000 + int(time.Now().UnixNano()%100)*50
+	u := newUpgradeSetupWith(t, func(listen string) string {
+		return fmt.Sprintf(`listeners:
+  - {name: web, listen: %s, routes: [{pool: app}]}
+pools:
+  app:
+    health_check: {path: /healthz, interval: 1s}
+    launch:
+      command: ["python3", %q, "app", "{port}"]
+      instances: 2
+      ports: %d-%d
+`, listen, app, lo, lo+49)
+	})
+	old := u.start()
+	old.waitListening(u.listen)
+	u.waitPID(old.pid())
+	before, err := launchedInstances(u.admin)
+	for ; err == nil && (len(before) < 2 || before[0].State != "running" || before[1].State != "running"); before, err = launchedInstances(u.admin) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	load := startLoad(t, "http://"+u.listen+"/", "app\n", 8, 2)
+	time.Sleep(500 * time.Millisecond)
+	u.install()
+	old.signal(syscall.SIGUSR2)
+	if code := old.wait(30 * time.Second); code != 0 {
+		t.Fatalf("old process exit code = %d, want 0; log:\n%s", code, u.log())
+	}
+	load.mark()
+	u.waitNewPID(old.pid())
+	time.Sleep(500 * time.Millisecond)
+	res := load.stop()
+	t.Logf("upgrade of a launched pool: %s", res)
+	if res.failed != 0 {
+		t.Errorf("%d of %d requests failed; first errors:\n%s", res.failed, res.requests, strings.Join(res.samples, "\n"))
+	}
+	for _, in := range before {
+		if alive(in.PID) {
+			t.Errorf("the old process's instance %d (pid %d) outlived it", in.ID, in.PID)
+		}
+	}
+	after, err := launchedInstances(u.admin)
+	if err != nil || len(after) != 2 {
+		t.Fatalf("instances after the upgrade: %+v %v", after, err)
+	}
+}
+
 // TestE2EUpgradeFailureKeepsServing: a new process that cannot start (the
 // config on disk was broken since) is reported as "upgrade failed"; the old
 // process serves on as if nothing happened, keeps the pid file, and a later
@@ -135,6 +192,13 @@ type upgradeSetup struct {
 
 func newUpgradeSetup(t *testing.T, backend string) *upgradeSetup {
 	t.Helper()
+	return newUpgradeSetupWith(t, func(listen string) string { return httpConfig(listen, backend) })
+}
+
+// newUpgradeSetupWith is newUpgradeSetup with the config (admin section
+// aside) made by config for the listen address.
+func newUpgradeSetupWith(t *testing.T, config func(listen string) string) *upgradeSetup {
+	t.Helper()
 	dir := t.TempDir()
 	u := &upgradeSetup{
 		t:       t,
@@ -145,7 +209,7 @@ func newUpgradeSetup(t *testing.T, backend string) *upgradeSetup {
 		listen:  testutil.FreeAddr(t),
 		admin:   testutil.FreeAddr(t),
 	}
-	writeFile(t, u.config, "admin: {listen: "+u.admin+"}\n"+httpConfig(u.listen, backend))
+	writeFile(t, u.config, "admin: {listen: "+u.admin+"}\n"+config(u.listen))
 	u.install()
 	f, err := os.OpenFile(filepath.Join(dir, "ballast.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
