@@ -322,3 +322,16 @@ func writeFile(t *testing.T, dir, name, data string) string {
 	}
 	return path
 }
+
+// Every config shipped in examples/ loads without a problem.
+func TestExampleConfigsLoad(t *testing.T) {
+	files, err := filepath.Glob("../../examples/*/*.yaml")
+	if err != nil || len(files) < 4 {
+		t.Fatalf("example configs: %v %v", files, err)
+	}
+	for _, f := range files {
+		if _, err := Load(f); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}

@@ -30,6 +30,33 @@ func (v *validator) allPools() {
 			v.pool(p, pool)
 		}
 	}
+	v.launchPorts()
+}
+
+// launchPorts checks that no two launched pools share ports: each picks free
+// ports from its range, and two picking the same one at once would clash.
+func (v *validator) launchPorts() {
+	type span struct {
+		name   string
+		lo, hi int
+	}
+	var seen []span
+	for _, name := range v.pools {
+		pool := v.c.Pools[name]
+		if pool == nil || pool.Launch == nil {
+			continue
+		}
+		lo, hi, err := ParsePortRange(pool.Launch.Ports)
+		if err != nil {
+			continue // reported with the pool
+		}
+		for _, o := range seen {
+			if lo <= o.hi && o.lo <= hi {
+				v.add("pools."+name+".launch.ports", "ports %d-%d overlap those of pool %q (%d-%d): give each launched pool its own range", lo, hi, o.name, o.lo, o.hi)
+			}
+		}
+		seen = append(seen, span{name, lo, hi})
+	}
 }
 
 // pool checks one pool; p is its path ("pools.app").

@@ -98,6 +98,14 @@ func TestValidatePool(t *testing.T) {
 			[]string{`t.yaml:10: pools.app.launch.ports: invalid ports "9000" (want A-B with 1 <= A <= B <= 65535)`}},
 		{"launch too few ports", "launch:\n  command: [app, \"{port}\"]\n  instances: 3\n  ports: 9000-9001\n",
 			[]string{"t.yaml:10: pools.app.launch.ports: ports 9000-9001 has 2 ports, fewer than instances (3)"}},
+		{"launch timeouts and max_conns", "launch: {command: [app, \"{port}\"], instances: 1, ports: 9000-9001, max_conns: -1, start_timeout: 0s, stop_timeout: -1s}\n",
+			[]string{
+				"t.yaml:7: pools.app.launch.max_conns: max_conns must be between 0 and 1000000",
+				"t.yaml:7: pools.app.launch.start_timeout: start_timeout must be > 0",
+				"t.yaml:7: pools.app.launch.stop_timeout: stop_timeout must not be negative",
+			}},
+		{"queue admission", backend0 + "queue: {admission: lifo}\n",
+			[]string{`t.yaml:8: pools.app.queue.admission: unknown admission "lifo": want adaptive or fifo`}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -257,6 +265,18 @@ func TestValidateCluster(t *testing.T) {
 
 // TestValidateInCode covers a Config built in code: no file, no lines, and
 // problems still in a stable order.
+func TestValidateLaunchPortsOverlap(t *testing.T) {
+	text := "listeners:\n  - {name: web, listen: \":80\", routes: [{path_prefix: /b, pool: b}, {path_prefix: /c, pool: c}, {pool: a}]}\npools:\n" +
+		"  a: {launch: {command: [app, \"{port}\"], instances: 1, ports: 9000-9100}}\n" +
+		"  b: {launch: {command: [app, \"{port}\"], instances: 1, ports: 9100-9200}}\n" +
+		"  c: {launch: {command: [app, \"{port}\"], instances: 1, ports: 9201-9300}}\n"
+	got, _ := problemStrings(t, text)
+	want := []string{`t.yaml:5: pools.b.launch.ports: ports 9100-9200 overlap those of pool "a" (9000-9100): give each launched pool its own range`}
+	if !slices.Equal(got, want) {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
 func TestValidateInCode(t *testing.T) {
 	c := &Config{
 		Listeners: []Listener{{Name: "web", Listen: ":80", Routes: []Route{{Pool: "b"}}}},
