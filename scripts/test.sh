@@ -9,9 +9,10 @@ cd "$(dirname "$0")/.."
 # dashboard's browser tests in internal/admin, which skip without it), redis-server and redis-tools
 # (TCP mode in front of a real Redis, internal/server/redis_test.go, which skips without them),
 # gunicorn, python3-flask and python3-uvicorn (launched app servers: internal/server/launch_test.go,
-# cmd/ballast/e2e_launch_test.go, the examples).
+# cmd/ballast/e2e_launch_test.go, the examples), iproute2 and keepalived (VRRP in network namespaces
+# and against keepalived: internal/cluster/vrrp, as root).
 need=()
-for pkg in gunicorn python3-flask python3-uvicorn; do
+for pkg in gunicorn python3-flask python3-uvicorn iproute2 keepalived; do
 	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || need+=("$pkg")
 done
 command -v python3 >/dev/null || need+=(python3)

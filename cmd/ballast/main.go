@@ -239,7 +239,7 @@ func warnUnimplemented(cfg *config.Config, log *slog.Logger) {
 	warn := func(path string) {
 		log.Warn("config section accepted but not active in this version", "field", path)
 	}
-	if cfg.Cluster != nil {
-		warn("cluster")
+	if cfg.Cluster != nil && cfg.Cluster.Etcd != nil {
+		warn("cluster.etcd")
 	}
 }

@@ -27,6 +27,18 @@ type State struct {
 	Version    string     `json:"version"`
 	ConfigHash string     `json:"config_hash"`
 	Started    time.Time  `json:"started"`
+	// VRRP is this node's part in its cluster.vrrp group; nil without one.
+	VRRP *VRRP `json:"vrrp,omitempty"`
+}
+
+// VRRP is this node's VRRP state: initialize, backup or master; healthy
+// reports whether it may hold the virtual IPs (its tracked pools have a
+// backend up).
+type VRRP struct {
+	State      string   `json:"state"`
+	Priority   int      `json:"priority"`
+	Healthy    bool     `json:"healthy"`
+	VirtualIPs []string `json:"virtual_ips"`
 }
 
 // Pool is one pool's state.

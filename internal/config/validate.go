@@ -293,13 +293,12 @@ func (v *validator) vrrp(p string, r *VRRP) {
 	}
 }
 
-// virtualIPs checks the VRRP addresses: at least one, each a prefix, all of
-// one family (a VRRPv3 group is either IPv4 or IPv6).
+// virtualIPs checks the VRRP addresses: at least one, each an IPv4 prefix
+// (ballast speaks VRRPv3 over IPv4).
 func (v *validator) virtualIPs(p string, vips []string) {
 	if len(vips) == 0 {
 		v.add(p, "at least one virtual ip is required")
 	}
-	var first netip.Prefix
 	for i, s := range vips {
 		ip := p + "[" + strconv.Itoa(i) + "]"
 		pfx, err := netip.ParsePrefix(s)
@@ -307,10 +306,8 @@ func (v *validator) virtualIPs(p string, vips []string) {
 			v.add(ip, "invalid virtual ip %q (want an address with its prefix length, like 192.0.2.100/24)", s)
 			continue
 		}
-		if !first.IsValid() {
-			first = pfx
-		} else if pfx.Addr().Is4() != first.Addr().Is4() {
-			v.add(ip, "virtual_ips mixes IPv4 and IPv6; a VRRP group is one or the other")
+		if !pfx.Addr().Is4() {
+			v.add(ip, "virtual ip %s: IPv6 is not supported yet (ballast speaks VRRPv3 over IPv4)", s)
 		}
 	}
 }

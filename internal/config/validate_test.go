@@ -221,7 +221,7 @@ func TestValidateCluster(t *testing.T) {
 		body string // from line 5
 		want []string
 	}{
-		{"valid vrrp", "  vrrp: {interface: eth0, virtual_router_id: 1, priority: 255, virtual_ips: [\"2001:db8::1/64\"]}\n", nil},
+		{"valid vrrp", "  vrrp: {interface: eth0, virtual_router_id: 1, priority: 255, virtual_ips: [\"192.0.2.1/24\"]}\n", nil},
 		{"vrrp problems", `  vrrp:
     virtual_router_id: 0
     priority: 256
@@ -236,7 +236,7 @@ func TestValidateCluster(t *testing.T) {
 			"t.yaml:7: cluster.vrrp.priority: priority must be between 1 and 255",
 			"t.yaml:8: cluster.vrrp.advert_interval: advert_interval must be between 10ms and 40.95s",
 			`t.yaml:9: cluster.vrrp.virtual_ips[1]: invalid virtual ip "192.0.2.300/24" (want an address with its prefix length, like 192.0.2.100/24)`,
-			"t.yaml:9: cluster.vrrp.virtual_ips[2]: virtual_ips mixes IPv4 and IPv6; a VRRP group is one or the other",
+			"t.yaml:9: cluster.vrrp.virtual_ips[2]: virtual ip 2001:db8::1/64: IPv6 is not supported yet (ballast speaks VRRPv3 over IPv4)",
 			"t.yaml:10: cluster.vrrp.preempt_delay: preempt_delay must not be negative",
 			`t.yaml:11: cluster.vrrp.track_pools[1]: undefined pool "web"`,
 			`t.yaml:12: cluster.vrrp.unicast_peers[1]: invalid unicast peer "peer" (want an IP address)`,

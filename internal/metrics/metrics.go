@@ -59,6 +59,7 @@ type Metrics struct {
 	retries    *prometheus.CounterVec
 	reloads    *prometheus.CounterVec
 	configInfo *prometheus.GaugeVec
+	vrrp       *prometheus.GaugeVec
 
 	perPool atomic.Pointer[map[string]*poolObs] // immutable; replaced by SetPools
 	mu      sync.Mutex                          // serialises SetPools and Reloaded
@@ -106,6 +107,10 @@ func New(version string, pools func() []Pool) *Metrics {
 			Name: "ballast_config_info",
 			Help: "The loaded config's hash (sha256 of the file), as a label; value 1.",
 		}, []string{"hash"}),
+		vrrp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ballast_vrrp_state",
+			Help: "This node's VRRP state (cluster.vrrp): 1 for the current one of initialize, backup, master.",
+		}, []string{"state"}),
 	}
 	build := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name:        "ballast_build_info",
@@ -115,7 +120,7 @@ func New(version string, pools func() []Pool) *Metrics {
 	build.Set(1)
 	m.reloads.WithLabelValues("ok")
 	m.reloads.WithLabelValues("failed")
-	m.reg.MustRegister(m.duration, m.queueWait, m.retries, m.reloads, m.configInfo, build,
+	m.reg.MustRegister(m.duration, m.queueWait, m.retries, m.reloads, m.configInfo, m.vrrp, build,
 		&collector{m: m},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	empty := map[string]*poolObs{}
@@ -172,6 +177,21 @@ func (m *Metrics) Observe(e *accesslog.Entry) {
 	}
 	if e.Retries > 0 {
 		o.retries.Add(float64(e.Retries))
+	}
+}
+
+// SetVRRPState records this node's VRRP state ("" when it runs none).
+func (m *Metrics) SetVRRPState(state string) {
+	for _, st := range []string{"initialize", "backup", "master"} {
+		if state == "" {
+			m.vrrp.DeleteLabelValues(st)
+			continue
+		}
+		v := 0.0
+		if st == state {
+			v = 1
+		}
+		m.vrrp.WithLabelValues(st).Set(v)
 	}
 }
 

@@ -28,6 +28,9 @@ func (c control) State() admin.State {
 	for _, lc := range s.cfg.Listeners {
 		st.Listeners = append(st.Listeners, admin.Listener{Name: lc.Name, Listen: lc.Listen, Protocol: lc.Protocol})
 	}
+	if n := s.vrrp; n != nil {
+		st.VRRP = &admin.VRRP{State: n.speaker.State(), Priority: n.cfg.Priority, Healthy: n.healthy, VirtualIPs: n.cfg.VirtualIPs}
+	}
 	for _, name := range s.cfg.PoolOrder {
 		up, ok := s.ups[name]
 		if !ok {

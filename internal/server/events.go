@@ -92,6 +92,13 @@ func (s *Server) sample(now time.Time) {
 	for k, v := range s.monitors {
 		monitors[k] = v
 	}
+	if n := s.vrrp; n != nil {
+		if h := s.vrrpHealthy(s.cfg); h != n.healthy {
+			n.healthy = h
+			n.speaker.SetHealthy(h)
+			s.log.Info("vrrp: this node may hold the virtual IPs", "healthy", h)
+		}
+	}
 	s.mu.Unlock()
 
 	e := &s.events

@@ -33,6 +33,7 @@ type Server struct {
 	listeners map[string]*listener
 	monitors  map[string]*monitor               // active health checks by pool
 	sups      map[string]*supervisor.Supervisor // launched pools' processes
+	vrrp      *vrrpNode                         // cluster.vrrp's speaker, or nil
 	stopping  sync.WaitGroup                    // supervisors stopping after a reload removed them
 	// ejections are the pending ends of passive ejections, across reloads;
 	// stopped when Run returns.
@@ -105,6 +106,11 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.syncRefused()
 	if err := s.startObserving(s.cfg); err != nil {
+		s.closeAll()
+		s.mu.Unlock()
+		return err
+	}
+	if err := s.startVRRP(s.cfg); err != nil {
 		s.closeAll()
 		s.mu.Unlock()
 		return err
@@ -232,6 +238,9 @@ func (s *Server) Reload(cfg *config.Config) error {
 	}
 	s.syncRefused()
 	s.syncLaunch(cfg)
+	if err := s.syncVRRP(cfg); err != nil {
+		s.log.Error("cluster.vrrp not applied", "err", err)
+	}
 	s.metrics.SetPools(cfg.PoolOrder)
 	s.metrics.Reloaded(true, cfg.Hash)
 	if err := s.sink.setAccessLog(cfg.AccessLog); err != nil {
@@ -283,6 +292,8 @@ func (s *Server) serve(l *listener) {
 // s.mu only to take the listener set, so Addr and Pool keep answering meanwhile.
 func (s *Server) shutdown() {
 	s.mu.Lock()
+	// The virtual IPs go first: the backup takes over while this node drains.
+	s.stopVRRP()
 	s.running = false
 	timeout := s.cfg.ShutdownTimeout.D()
 	ls := slices.Collect(maps.Values(s.listeners))

@@ -112,13 +112,14 @@ func startFake(t *testing.T, cfg Config) (*Speaker, *fakeLink, func() error) {
 	fl.addrs[testVIP] = true // left behind by a crash
 	s.open = func(Config) (link, error) { return fl, nil }
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
+	done := make(chan struct{})
+	var runErr error
+	go func() { runErr = s.Run(ctx); close(done) }()
 	stop := func() error {
 		cancel()
 		select {
-		case err := <-done:
-			return err
+		case <-done:
+			return runErr
 		case <-time.After(5 * time.Second):
 			t.Fatal("Run did not return after cancel")
 			return nil

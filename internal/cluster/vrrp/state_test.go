@@ -15,11 +15,14 @@ type recorder struct {
 	calls []string
 }
 
-func (r *recorder) log(s string)               { r.calls = append(r.calls, s) }
-func (r *recorder) SendAdvert(priority uint8) { r.log(fmt.Sprintf("advert %d", priority)); r.node.sent(priority) }
-func (r *recorder) AddVIPs()                  { r.log("add"); r.node.vips = true }
-func (r *recorder) RemoveVIPs()               { r.log("remove"); r.node.vips = false }
-func (r *recorder) GratuitousARP()            { r.log("garp"); r.node.garps++ }
+func (r *recorder) log(s string) { r.calls = append(r.calls, s) }
+func (r *recorder) SendAdvert(priority uint8) {
+	r.log(fmt.Sprintf("advert %d", priority))
+	r.node.sent(priority)
+}
+func (r *recorder) AddVIPs()       { r.log("add"); r.node.vips = true }
+func (r *recorder) RemoveVIPs()    { r.log("remove"); r.node.vips = false }
+func (r *recorder) GratuitousARP() { r.log("garp"); r.node.garps++ }
 
 // take returns the calls so far and forgets them.
 func (r *recorder) take() []string { c := r.calls; r.calls = nil; return c }
