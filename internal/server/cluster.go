@@ -119,15 +119,26 @@ func (s *Server) vrrpHealthy(cfg *config.Config) bool {
 	if cfg.Cluster == nil || cfg.Cluster.VRRP == nil {
 		return true
 	}
+	// A backend counts once it is up and, in a pool with active health
+	// checks, has passed a probe: backends start up before their first
+	// probe, and a node that just started must not take the IPs on that
+	// presumption.
 	upIn := func(name string) bool {
 		up, ok := s.ups[name]
 		if !ok {
 			return false
 		}
+		m := s.monitors[name]
 		for _, b := range up.Pool.Snapshot().Backends {
-			if b.State() == backend.StateUp {
-				return true
+			if b.State() != backend.StateUp {
+				continue
 			}
+			if m != nil {
+				if passed, _ := m.mon.Results(b.Addr); passed == 0 {
+					continue
+				}
+			}
+			return true
 		}
 		return false
 	}
