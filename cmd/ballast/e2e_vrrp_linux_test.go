@@ -12,6 +12,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -333,7 +334,8 @@ cluster:
     virtual_ips: [%s]
 `, vrrpListen, vrrpBackend, vrrpIface, priority, vrrpAdvert, vrrpVIPCIDR))
 	p := &proc{t: t, done: make(chan struct{})}
-	p.cmd = exec.Command("ip", "netns", "exec", tp.ns[role], ballastBin, "run", "-c", cfg)
+	p.cmd = exec.Command("ip", "netns", "exec", tp.ns[role], ballastBin, "run", "-c", cfg,
+		"-pid-file", filepath.Join(tp.dir, role+".pid"))
 	p.cmd.Stdout = &p.stdout
 	p.cmd.Stderr = &p.stderr
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -679,6 +681,46 @@ func TestE2EVRRP(t *testing.T) {
 
 	// a returns after a stop, its backend healthy: it preempts b with at
 	// most one failed request and no 503.
+	t.Run("Upgrade", func(t *testing.T) {
+		// SIGUSR2 on the master: the old process releases the virtual IP on
+		// exit (b takes over), the new one starts its speaker only then and
+		// takes the IP back by preemption. Two graceful handovers, no 503.
+		tp, na, _, _, c := vrrpPair(t)
+		pidFile := filepath.Join(tp.dir, "a.pid")
+		event := time.Now()
+		na.signal(syscall.SIGUSR2)
+		// The new process inherits the old one's stderr, so Wait ends by
+		// WaitDelay; the old process's own exit status is what counts.
+		select {
+		case <-na.done:
+		case <-time.After(20 * time.Second):
+			t.Fatal("the old a did not exit within 20s of SIGUSR2")
+		}
+		var ee *exec.ExitError
+		if errors.As(na.err, &ee) {
+			t.Fatalf("the old a exited with %v, want 0", na.err)
+		}
+		var newPID int
+		for deadline := time.Now().Add(5 * time.Second); newPID == 0 || newPID == na.pid(); {
+			if time.Now().After(deadline) {
+				t.Fatal("no new pid in the pid file after the upgrade")
+			}
+			b, _ := os.ReadFile(pidFile)
+			newPID, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+			time.Sleep(20 * time.Millisecond)
+		}
+		t.Cleanup(func() { syscall.Kill(newPID, syscall.SIGKILL) }) // by PID: the process this test's upgrade started
+		back := c.waitAnswer(15*time.Second, time.Now(), "a")
+		time.Sleep(500 * time.Millisecond)
+		rs := c.finish()
+		o := analyzeVRRP(rs)
+		t.Logf("upgrade of the master: %d failed of %d requests in %d run(s), %d × 503, longest outage %v; the new a answered %v after SIGUSR2",
+			o.failed, o.requests, o.runs, o.status503, o.outage.Round(time.Millisecond), back.Sub(event).Round(time.Millisecond))
+		if o.status503 > 0 || o.runs > 2 || o.failed > 2*int(vrrpGracefulBound/(10*time.Millisecond)) {
+			logFailures(t, rs)
+			t.Errorf("upgrade of the master: want at most two short graceful handovers and no 503")
+		}
+	})
 	t.Run("PreemptOnReturn", func(t *testing.T) { testPreemptOnReturn(t, 0) })
 
 	// a returns after a stop while its backend is down: it must not take the

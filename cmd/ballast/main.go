@@ -188,6 +188,9 @@ func cmdRun(args []string, stderr io.Writer) int {
 	waitUpgrade := up.onSIGUSR2(ctx, stop)
 	if readyPipe != nil {
 		go reportReady(ctx, launchedReady(ctx, srv), readyPipe, log)
+		// The process this one replaces holds the virtual IPs (if any) until
+		// it exits; only then may this one's VRRP speaker start.
+		srv.StartVRRPAfter(parentGone(ctx, os.Getppid()))
 	}
 	if pidFile != "" {
 		if err := writePIDFile(pidFile); err != nil {

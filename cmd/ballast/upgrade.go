@@ -126,6 +126,25 @@ func parseListenFDs(v string) (map[string]int, error) {
 
 // reportReady writes readyLine to the upgrading parent once the server
 // serves, then closes the pipe; if ctx ends first it just closes it.
+// parentGone closes once the process that started this one (pid ppid) has
+// exited: this process then has another parent.
+func parentGone(ctx context.Context, ppid int) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for os.Getppid() == ppid {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+		close(done)
+	}()
+	return done
+}
+
 // launchedReady closes once srv serves and the processes of its launched
 // pools are ready: only then may the old process stop accepting, or the
 // launched pools would have nothing to send requests to.

@@ -81,9 +81,43 @@ func (s *Server) startVRRP(cfg *config.Config) error {
 	return nil
 }
 
+// StartVRRPAfter makes Run start the VRRP speaker only once after closes:
+// what a process taking over in a binary upgrade does, so that it does not
+// touch the virtual IPs while the process it replaces still holds them (that
+// one releases them on exit; this one then takes them back by preemption).
+// Call it before Run.
+func (s *Server) StartVRRPAfter(after <-chan struct{}) { s.vrrpAfter = after }
+
+// deferVRRP starts the speaker once s.vrrpAfter closes (unless Run ends
+// first). s.mu is held.
+func (s *Server) deferVRRP() {
+	after := s.vrrpAfter
+	s.vrrpAfter = nil
+	s.vrrpWaiting = true
+	s.wg.Go(func() {
+		select {
+		case <-after:
+		case <-s.runCtx.Done():
+			return
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.vrrpWaiting = false
+		if !s.running {
+			return
+		}
+		if err := s.startVRRP(s.cfg); err != nil {
+			s.log.Error("cluster.vrrp not started", "err", err)
+		}
+	})
+}
+
 // syncVRRP is startVRRP on reload: a changed or removed section stops the
 // speaker (releasing the virtual IPs) before a new one starts. s.mu is held.
 func (s *Server) syncVRRP(cfg *config.Config) error {
+	if s.vrrpWaiting {
+		return nil // it starts with the config of its time
+	}
 	var next *config.VRRP
 	if cfg.Cluster != nil {
 		next = cfg.Cluster.VRRP

@@ -34,7 +34,11 @@ type Server struct {
 	monitors  map[string]*monitor               // active health checks by pool
 	sups      map[string]*supervisor.Supervisor // launched pools' processes
 	vrrp      *vrrpNode                         // cluster.vrrp's speaker, or nil
-	stopping  sync.WaitGroup                    // supervisors stopping after a reload removed them
+	// vrrpAfter, when set, delays the speaker's start (StartVRRPAfter);
+	// vrrpWaiting is true while Run waits for it.
+	vrrpAfter   <-chan struct{}
+	vrrpWaiting bool
+	stopping    sync.WaitGroup // supervisors stopping after a reload removed them
 	// ejections are the pending ends of passive ejections, across reloads;
 	// stopped when Run returns.
 	ejections health.Timers
@@ -110,7 +114,9 @@ func (s *Server) Run(ctx context.Context) error {
 		s.mu.Unlock()
 		return err
 	}
-	if err := s.startVRRP(s.cfg); err != nil {
+	if s.vrrpAfter != nil {
+		s.deferVRRP()
+	} else if err := s.startVRRP(s.cfg); err != nil {
 		s.closeAll()
 		s.mu.Unlock()
 		return err
