@@ -10,9 +10,10 @@ cd "$(dirname "$0")/.."
 # (TCP mode in front of a real Redis, internal/server/redis_test.go, which skips without them),
 # gunicorn, python3-flask and python3-uvicorn (launched app servers: internal/server/launch_test.go,
 # cmd/ballast/e2e_launch_test.go, the examples), iproute2 and keepalived (VRRP in network namespaces
-# and against keepalived: internal/cluster/vrrp, as root).
+# and against keepalived: internal/cluster/vrrp, cmd/ballast/e2e_vrrp_linux_test.go, as root),
+# etcd-server (the shared store: internal/cluster/etcd).
 need=()
-for pkg in gunicorn python3-flask python3-uvicorn iproute2 keepalived; do
+for pkg in gunicorn python3-flask python3-uvicorn iproute2 keepalived etcd-server; do
 	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || need+=("$pkg")
 done
 command -v python3 >/dev/null || need+=(python3)
@@ -59,6 +60,7 @@ fuzz_targets=(
 	internal/admin:FuzzAddBackend
 	internal/proxy:FuzzRemoveHopHeaders internal/proxy:FuzzPrepareRequestHeader internal/proxy:FuzzAppendRequestHead
 	cmd/ballast:FuzzParseListenFDs
+	internal/cluster/vrrp:FuzzDecode internal/cluster/etcd:FuzzDecode
 )
 for target in "${fuzz_targets[@]}"; do
 	if ! out=$(go test -run='^$' -fuzz="^${target#*:}\$" -fuzztime=5s "./${target%%:*}/" 2>&1); then
