@@ -39,21 +39,36 @@ const (
 	vrrpVIPCIDR  = vrrpVIP + "/24"
 	vrrpBackend  = "127.0.0.1:9001" // each node's backend, inside its namespace
 	vrrpListen   = "0.0.0.0:8080"
-	vrrpAdvert   = 100 * time.Millisecond
 	vrrpTick     = 10 * time.Millisecond  // the client's request interval
 	vrrpReqLimit = 200 * time.Millisecond // the client's per-request timeout
-
-	// The issue's bound for SIGKILL and link down: 3 × advert + skew of the
-	// backup (priority 100: (256-100)/256 × 100ms = 61ms) + 50ms = 411ms,
-	// "under 0.42s".
-	vrrpCrashBound = 420 * time.Millisecond
-	// The issue's bound for a graceful stop at 100ms adverts, plus one tick of
-	// the client's sampling.
-	vrrpGracefulBound = 100*time.Millisecond + vrrpTick
 
 	vrrpMasterLine = `msg="vrrp state" state=master`
 	vrrpBackupLine = `msg="vrrp state" state=backup`
 )
+
+// The advert interval of the nodes: 100ms, or BALLAST_VRRP_ADVERT (e.g. 1s,
+// to measure the default interval), and the bounds that follow from it.
+var (
+	vrrpAdvert = advertFromEnv()
+	// The backup's skew (priority 100): (256-100)/256 × advert.
+	vrrpSkew = vrrpAdvert * 156 / 256
+	// The issue's bound for SIGKILL and link down: 3 × advert + skew + 50ms
+	// (at 100ms adverts 411ms, "under 0.42s"), plus one tick of the client's
+	// sampling.
+	vrrpCrashBound = 3*vrrpAdvert + vrrpSkew + 50*time.Millisecond + vrrpTick
+	// A graceful stop: the backup takes over after its skew (at 100ms
+	// adverts 61ms, the issue's bound 0.1s), with room for a lost tick.
+	vrrpGracefulBound = vrrpSkew + 40*time.Millisecond + vrrpTick
+)
+
+func advertFromEnv() time.Duration {
+	if v := os.Getenv("BALLAST_VRRP_ADVERT"); v != "" {
+		if d, err := time.ParseDuration(v); err == nil && d >= 10*time.Millisecond {
+			return d
+		}
+	}
+	return 100 * time.Millisecond
+}
 
 func init() {
 	switch os.Getenv(vrrpModeEnv) {
