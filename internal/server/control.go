@@ -54,7 +54,7 @@ func (c control) State() admin.State {
 			p.Backends = append(p.Backends, ab)
 		}
 		if sup := s.sups[name]; sup != nil {
-			p.Launch = launchState(sup, pc)
+			p.Launch = launchState(sup)
 		}
 		st.Pools = append(st.Pools, p)
 	}

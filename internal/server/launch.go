@@ -3,6 +3,7 @@ package server
 import (
 	"ballast/internal/admin"
 	"context"
+	"errors"
 	"os"
 	"strconv"
 	"sync"
@@ -92,11 +93,8 @@ func (lp launchPool) Leave(b *backend.Backend) {
 	}
 }
 
-type poolGoneError struct{}
-
-func (poolGoneError) Error() string { return "the pool is no longer configured" }
-
-var errPoolGone error = poolGoneError{}
+// errPoolGone: a launched instance joins a pool that a reload removed.
+var errPoolGone = errors.New("the pool is no longer configured")
 
 // syncLaunch makes the running supervisors match cfg: a new launch section
 // starts one, a changed one is applied (rolling the instances when what they
@@ -184,8 +182,8 @@ func (s *Server) LaunchReady() <-chan struct{} {
 }
 
 // launchState is a supervisor's instances as the admin API shows them.
-func launchState(sup *supervisor.Supervisor, pc *config.Pool) *admin.Launch {
-	spec, _ := launchSpec(pc)
+func launchState(sup *supervisor.Supervisor) *admin.Launch {
+	spec := sup.Spec()
 	l := &admin.Launch{Command: spec.Command, MaxConns: spec.MaxConns, Restarts: sup.Restarts(),
 		Instances: []admin.Instance{}}
 	for _, in := range sup.Status() {

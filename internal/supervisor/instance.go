@@ -171,9 +171,7 @@ func (in *instance) runOnce(ctx context.Context) (stopped bool) {
 	for ready := false; !ready; {
 		select {
 		case <-p.done:
-			in.exited(exitReason(p.err))
-			b.SetState(backend.StateDown)
-			p.signal(syscall.SIGKILL)
+			in.died(p, b)
 			return false
 		case <-in.stop:
 			in.terminate(p, spec.StopTimeout)
@@ -197,9 +195,7 @@ func (in *instance) runOnce(ctx context.Context) (stopped bool) {
 
 	select {
 	case <-p.done:
-		in.exited(exitReason(p.err))
-		b.SetState(backend.StateDown)
-		p.signal(syscall.SIGKILL) // workers it left behind would hold its port
+		in.died(p, b)
 		in.sup.changed()
 		return false
 	case <-in.stop:
@@ -242,6 +238,14 @@ func (in *instance) terminate(p *process, grace time.Duration) {
 	}
 	p.signal(syscall.SIGKILL) // workers left behind by their parent
 	in.log.Info("instance stopped", "pid", p.pid, "exit", exitReason(p.err))
+}
+
+// died handles the unasked-for exit of p: the backend goes down at once, and
+// workers the process left behind (they would hold its port) are killed.
+func (in *instance) died(p *process, b *backend.Backend) {
+	in.exited(exitReason(p.err))
+	b.SetState(backend.StateDown)
+	p.signal(syscall.SIGKILL)
 }
 
 // exited records an exit that nobody asked for.

@@ -335,6 +335,9 @@ func (s *Supervisor) Owns(b *backend.Backend) bool {
 	return ok
 }
 
+// Spec returns what the supervisor runs now (the latest Apply).
+func (s *Supervisor) Spec() Spec { return s.currentSpec() }
+
 func (s *Supervisor) currentSpec() Spec {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -343,14 +346,14 @@ func (s *Supervisor) currentSpec() Spec {
 
 // Instance is one instance as the admin API shows it.
 type Instance struct {
-	ID       int       `json:"id"`
-	PID      int       `json:"pid"`
-	Port     int       `json:"port"`
-	Addr     string    `json:"addr"`
-	State    string    `json:"state"`
-	Restarts uint64    `json:"restarts"`
-	LastExit string    `json:"last_exit,omitempty"`
-	Since    time.Time `json:"since"`
+	ID       int
+	PID      int
+	Port     int
+	Addr     string
+	State    string
+	Restarts uint64
+	LastExit string
+	Since    time.Time
 }
 
 // Status lists the instances.
