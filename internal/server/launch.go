@@ -124,7 +124,18 @@ func (s *Server) syncLaunch(cfg *config.Config) {
 		}
 		sup := supervisor.New(name, spec, launchPool{s, name}, s.log)
 		sup.OnChange(func() { s.kickQueue(name) })
-		sup.Start(s.runCtx)
+		// The first instances join now, starting: requests that come before
+		// one is ready wait for it rather than find an empty pool.
+		if up, ok := s.ups[name]; ok {
+			for _, b := range sup.Start(s.runCtx) {
+				if err := up.Pool.Add(b); err != nil {
+					s.log.Error("launched instance not added", "pool", name, "backend", b.Addr, "err", err)
+				}
+			}
+			if m := s.monitors[name]; m != nil {
+				m.mon.Update(up.Pool.Snapshot().Backends)
+			}
+		}
 		s.sups[name] = sup
 	}
 }

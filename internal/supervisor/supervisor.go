@@ -81,19 +81,45 @@ func (s *Supervisor) changed() {
 	}
 }
 
-// Start launches the instances and returns at once; Ready closes when all of
-// them are ready (or the start timeout passed). ctx bounds the supervisor's
-// life, but Stop is what stops the processes.
-func (s *Supervisor) Start(ctx context.Context) {
+// Start launches the instances and returns their backends, in state
+// starting, for the caller to add to the pool itself — at once, so that
+// requests arriving before the first instance is ready find it starting and
+// wait for it (the caller may hold the lock Pool.Join takes). Ready closes
+// when all of them are ready (or the start timeout passed). ctx bounds the
+// supervisor's life, but Stop is what stops the processes.
+func (s *Supervisor) Start(ctx context.Context) []*backend.Backend {
 	s.ctx, s.cancel = context.WithCancel(ctx)
 	s.sp = newSpawner()
+	spec := s.currentSpec()
+	var first []*instance
+	var bs []*backend.Backend
+	for range spec.Instances {
+		in, err := s.prepare(spec)
+		if err != nil {
+			s.log.Error("instance not launched", "err", err)
+			break
+		}
+		s.mu.Lock()
+		s.owned[in.b] = struct{}{}
+		s.mu.Unlock()
+		first = append(first, in)
+		bs = append(bs, in.b)
+	}
+	for _, in := range first {
+		s.wg.Go(func() { in.run(s.ctx) })
+	}
 	go s.loop()
 	go func() {
 		_ = s.submit(context.Background(), func() error {
 			defer close(s.ready)
-			return s.scale(s.currentSpec())
+			var errs []error
+			for _, in := range first {
+				errs = append(errs, s.awaitReady(in, spec))
+			}
+			return errors.Join(append(errs, s.scale(s.currentSpec()))...)
 		})
 	}()
+	return bs
 }
 
 // Ready is closed once the first instances are ready, or have had their
@@ -261,32 +287,43 @@ func (s *Supervisor) awaitReady(in *instance, spec Spec) error {
 	return fmt.Errorf("instance %d: %w: %s", in.id, ErrNotReady, why)
 }
 
-// launch adds an instance running spec on a free port and starts it.
+// launch adds an instance running spec on a free port to the pool and
+// starts it.
 func (s *Supervisor) launch(spec Spec) (*instance, error) {
 	if s.ctx.Err() != nil {
 		return nil, errors.New("supervisor stopped")
 	}
+	in, err := s.prepare(spec)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.join(in.b); err != nil {
+		s.mu.Lock()
+		s.insts = slices.DeleteFunc(s.insts, func(x *instance) bool { return x == in })
+		s.mu.Unlock()
+		s.ports.release(in.port)
+		return nil, err
+	}
+	s.wg.Go(func() { in.run(s.ctx) })
+	return in, nil
+}
+
+// prepare takes a free port and makes an instance running spec on it, with
+// its backend (starting); it is in the set, not yet in the pool nor started.
+func (s *Supervisor) prepare(spec Spec) (*instance, error) {
 	port, err := s.ports.take(spec)
 	if err != nil {
 		return nil, err
 	}
 	b := s.newBackend(spec.addr(port))
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.nextID++
 	in := &instance{id: s.nextID, spec: spec, sup: s, port: port, b: b,
 		ready: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
 	in.log = s.log.With("instance", in.id)
 	in.setState(StateStarting)
 	s.insts = append(s.insts, in)
-	s.mu.Unlock()
-	if err := s.join(b); err != nil {
-		s.mu.Lock()
-		s.insts = slices.DeleteFunc(s.insts, func(x *instance) bool { return x == in })
-		s.mu.Unlock()
-		s.ports.release(port)
-		return nil, err
-	}
-	s.wg.Go(func() { in.run(s.ctx) })
 	return in, nil
 }
 

@@ -144,7 +144,11 @@ func start(t *testing.T, spec Spec) (*Supervisor, *fakePool, *syncBuffer) {
 	p := &fakePool{}
 	logs := &syncBuffer{}
 	s := New("app", spec, p, slog.New(slog.NewTextHandler(logs, nil)))
-	s.Start(context.Background())
+	for _, b := range s.Start(context.Background()) {
+		if err := p.Join(b); err != nil {
+			t.Fatal(err)
+		}
+	}
 	t.Cleanup(s.Stop)
 	return s, p, logs
 }
@@ -393,7 +397,9 @@ func TestStopLeavesNoProcess(t *testing.T) {
 	t.Parallel()
 	p := &fakePool{}
 	s := New("app", testSpec("serve", 2), p, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	s.Start(context.Background())
+	for _, b := range s.Start(context.Background()) {
+		p.Join(b)
+	}
 	<-s.Ready()
 	var pids []int
 	for _, in := range s.Status() {

@@ -144,10 +144,19 @@ func TestOutageKeepsLastSnapshotAndRecovers(t *testing.T) {
 	}
 	outage := time.Since(killedAt)
 
-	if err := m.start(); err != nil {
-		t.Fatal(err)
+	// A member killed a moment ago may fail its first start (its ports
+	// still held); an operator would start it again, and so does the test.
+	err = nil
+	for try := 1; try <= 3; try++ {
+		if err = m.start(); err == nil {
+			if err = m.waitHealthy(20 * time.Second); err == nil {
+				break
+			}
+		}
+		t.Logf("restart %d of etcd: %v; member log:\n%s", try, err, m.logTail())
+		time.Sleep(500 * time.Millisecond)
 	}
-	if err := m.waitHealthy(20 * time.Second); err != nil {
+	if err != nil {
 		t.Fatal(err)
 	}
 	restartedAt := time.Now()
