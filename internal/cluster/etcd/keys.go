@@ -6,6 +6,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Backend is one backend of a pool as stored in etcd, and as delivered in a
@@ -57,7 +58,7 @@ func normalize(b Backend) (Backend, error) {
 	if err != nil {
 		return b, fmt.Errorf("addr %q: must be host:port: %w", b.Addr, err)
 	}
-	if host == "" || strings.ContainsAny(host, "/ \t\r\n") {
+	if host == "" || strings.ContainsAny(host, "/ \t\r\n") || !utf8.ValidString(host) {
 		return b, fmt.Errorf("addr %q: host must be a name or an IP address", b.Addr)
 	}
 	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
